@@ -11,6 +11,7 @@ Tags, cover art and the file name are never read: only the audio samples.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 from dataclasses import dataclass
@@ -94,10 +95,28 @@ def _check_path(path: Path) -> None:
 
 
 def _read_soundfile(path: Path) -> tuple[np.ndarray, int, int]:
-    with sf.SoundFile(str(path)) as f:
-        sr, channels = f.samplerate, f.channels
-        data = f.read(dtype="float32", always_2d=True)
+    with _quiet_stderr():  # libsndfile's MP3 decoder prints resync notes on stderr
+        with sf.SoundFile(str(path)) as f:
+            sr, channels = f.samplerate, f.channels
+            data = f.read(dtype="float32", always_2d=True)
     return data.T, sr, channels
+
+
+@contextlib.contextmanager
+def _quiet_stderr():
+    """Silence C libraries writing to file descriptor 2 (not Python's warnings)."""
+    try:
+        saved = os.dup(2)
+    except OSError:
+        yield
+        return
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def _read_pyav(path: Path) -> tuple[np.ndarray, int, int]:
@@ -166,20 +185,16 @@ def decode(path: str | os.PathLike, *, sr: int = SR) -> DecodedAudio:
     _check_path(path)
     data = None
     decoder = "soundfile"
-    soundfile_reason = ""
     if path.suffix.lower() in _SNDFILE_EXTENSIONS:
         try:
             data, source_sr, channels = _read_soundfile(path)
-        except (sf.LibsndfileError, RuntimeError, ValueError) as exc:
-            soundfile_reason = str(exc)
-            data = None
+        except (sf.LibsndfileError, RuntimeError, ValueError):
+            data = None  # FFmpeg gets its turn and gives the reason if it fails too
     if data is None or data.shape[1] == 0:
         decoder = "pyav"
         try:
             data, source_sr, channels = _read_pyav(path)
-        except DecodeError as exc:
-            if soundfile_reason:
-                raise DecodeError(path, f"{exc.reason}; libsndfile: {soundfile_reason}") from None
+        except DecodeError:
             raise
     if data.shape[1] == 0:
         raise DecodeError(path, "no audio samples (zero length)")

@@ -1,0 +1,176 @@
+"""The feature cache: one ``.npy`` per (decoded audio, feature configuration).
+
+Layout::
+
+    CACHE/<config key>/config.json        the configuration, for people
+    CACHE/<config key>/<h[:2]>/<h>.npy     float32 [n_features, n_frames]
+
+The key is the hash of the decoded samples (:func:`progrock.audio.audio_hash`)
+and the hash of every feature parameter (:meth:`FeatureConfig.key`): renaming or
+re-tagging a file is a hit; changing any parameter is a miss, never a wrong hit.
+Entries are written to a temporary file in the same folder and renamed into
+place, so a reader sees a whole entry or none; an unreadable entry counts as a
+miss and is removed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from progrock.audio import decode
+from progrock.errors import ProgrockError
+from progrock.features.config import FeatureConfig
+from progrock.features.sets import compute_features
+from progrock.parallel import map_files
+
+DEFAULT_CACHE = Path(".progrock-cache")
+
+
+class FeatureStore:
+    """Cached feature matrices of one configuration.
+
+    Parameters
+    ----------
+    root : path
+        The cache folder (shared by all configurations).
+    config : FeatureConfig
+    """
+
+    def __init__(self, root: str | os.PathLike, config: FeatureConfig):
+        self.root = Path(root)
+        self.config = config
+        self.folder = self.root / config.key()
+
+    def path(self, audio_sha256: str) -> Path:
+        """Where the entry for a decoded-audio hash lives."""
+        return self.folder / audio_sha256[:2] / f"{audio_sha256}.npy"
+
+    def __contains__(self, audio_sha256: str) -> bool:
+        return bool(audio_sha256) and self.path(audio_sha256).is_file()
+
+    def get(self, audio_sha256: str) -> np.ndarray | None:
+        """The cached matrix [n_features, n_frames], or ``None`` (a miss).
+
+        A truncated or otherwise unreadable entry is removed and is a miss.
+        """
+        if not audio_sha256:
+            return None
+        p = self.path(audio_sha256)
+        try:
+            x = np.load(p, allow_pickle=False)
+        except FileNotFoundError:
+            return None
+        except (ValueError, OSError, EOFError):
+            p.unlink(missing_ok=True)
+            return None
+        if x.ndim != 2 or x.shape[0] != self.config.n_features or x.dtype != np.float32:
+            p.unlink(missing_ok=True)
+            return None
+        return x
+
+    def put(self, audio_sha256: str, features: np.ndarray) -> Path:
+        """Store a matrix atomically (temporary file, fsync, rename)."""
+        features = np.asarray(features)
+        if features.ndim != 2 or features.shape[0] != self.config.n_features:
+            raise ProgrockError(f"feature matrix has shape {features.shape}, expected "
+                                f"({self.config.n_features}, n_frames)")
+        if not np.all(np.isfinite(features)):
+            raise ProgrockError("feature matrix holds NaN or infinite values; not cached")
+        p = self.path(audio_sha256)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        self._write_config()
+        fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{audio_sha256}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                np.save(fh, features.astype(np.float32, copy=False), allow_pickle=False)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, p)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return p
+
+    def _write_config(self) -> None:
+        cfg = self.folder / "config.json"
+        if cfg.exists():
+            return
+        self.folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=".config.", suffix=".tmp")
+        with os.fdopen(fd, "w") as fh:
+            json.dump(self.config.to_dict(), fh, indent=2)
+        os.replace(tmp, cfg)
+
+
+@dataclass
+class FeatureResult:
+    """What extracting one file gave: ``status`` is cached, computed or failed."""
+
+    path: str
+    status: str
+    audio_sha256: str = ""
+    n_frames: int = 0
+    error: str = ""
+
+
+def extract_file(path: str | os.PathLike, config: FeatureConfig) -> tuple[np.ndarray, str]:
+    """Decode a file and compute its features (no cache).
+
+    Returns
+    -------
+    features : np.ndarray [shape=(config.n_features, n_frames), dtype=float32]
+    audio_sha256 : str
+    """
+    audio = decode(path, sr=config.sr)
+    return compute_features(audio.y, config), audio.sha256
+
+
+def _job(args: tuple[str, str, str, dict]) -> FeatureResult:
+    path, known_hash, root, cfg = args
+    config = FeatureConfig.from_dict(cfg)
+    store = FeatureStore(root, config)
+    if known_hash and known_hash in store:
+        return FeatureResult(path, "cached", known_hash)
+    try:
+        audio = decode(path, sr=config.sr)
+        h = audio.sha256
+        if h in store:
+            return FeatureResult(path, "cached", h)
+        x = compute_features(audio.y, config)
+        store.put(h, x)
+        return FeatureResult(path, "computed", h, x.shape[1])
+    except ProgrockError as exc:
+        return FeatureResult(path, "failed", error=getattr(exc, "reason", str(exc)))
+    except Exception as exc:  # noqa: BLE001 - one file must not stop a batch
+        return FeatureResult(path, "failed", error=f"unexpected {type(exc).__name__}: {exc}")
+
+
+def extract_many(paths: Sequence[str | os.PathLike], store: FeatureStore, *,
+                 known_hashes: Sequence[str] | None = None, jobs: int = 1,
+                 progress: Callable[[FeatureResult], None] | None = None) -> list[FeatureResult]:
+    """Features of many files into ``store``, in ``jobs`` processes.
+
+    Files whose decoded-audio hash is known (from a manifest) and already cached
+    are not even decoded. Every entry is stored as soon as it is computed, so an
+    interrupted run resumes where it stopped. A file that fails is reported with
+    its reason and nothing is cached for it.
+
+    Returns
+    -------
+    list of FeatureResult, in the order of ``paths``
+    """
+    hashes = list(known_hashes) if known_hashes is not None else [""] * len(paths)
+    args = [(str(p), h, str(store.root), store.config.to_dict()) for p, h in zip(paths, hashes)]
+    results = []
+    for res in map_files(_job, args, jobs=jobs):
+        results.append(res)
+        if progress:
+            progress(res)
+    return results
