@@ -234,4 +234,4 @@ def find_audio_files(root: str | os.PathLike) -> list[Path]:
             p = Path(dirpath) / name
             if p.suffix.lower() in AUDIO_EXTENSIONS and not name.startswith("."):
                 found.append(p)
-    return found
+    return sorted(found)

@@ -25,14 +25,16 @@ from typing import Callable
 import numpy as np
 
 from progrock.audio import decode, find_audio_files
-from progrock.audio.fingerprint import fingerprint, fingerprint_distance
-from progrock.constants import CLASSES, SPLITS
+from progrock.audio.fingerprint import FP_HOP, fingerprint, fingerprint_distance
+from progrock.constants import CLASSES, SPLITS, SR
 from progrock.errors import DatasetError, ProgrockError
 from progrock.parallel import map_files
 
 MANIFEST_NAME = "manifest.csv"
-DUPLICATE_BER = 0.2
+DUPLICATE_BER = 0.15
 """Fingerprints closer than this bit error rate are one recording."""
+DUPLICATE_MIN_SECONDS = 10.0
+"""Shorter songs are copies only when their decoded samples are identical."""
 
 
 @dataclass
@@ -187,9 +189,10 @@ def _probe(path: str) -> dict:
         return {"error": getattr(exc, "reason", str(exc))}
     except Exception as exc:  # noqa: BLE001 - a decoder crash must not stop a batch
         return {"error": f"unexpected {type(exc).__name__}: {exc}"}
+    fp = fingerprint(audio.y)
     return {"duration": round(audio.duration, 3), "source_sr": audio.source_sr,
             "channels": audio.channels, "audio_sha256": audio.sha256,
-            "fp": np.packbits(fingerprint(audio.y), axis=1), "fp_bits": fingerprint(audio.y).shape}
+            "fp": np.packbits(fp, axis=1), "fp_frames": fp.shape[1]}
 
 
 def _group_copies(songs: list[Song], fps: dict[int, np.ndarray]) -> None:
@@ -209,13 +212,15 @@ def _group_copies(songs: list[Song], fps: dict[int, np.ndarray]) -> None:
                 parent[find(i)] = find(by_hash[s.audio_sha256])
             else:
                 by_hash[s.audio_sha256] = i
+    min_frames = int(DUPLICATE_MIN_SECONDS * SR / FP_HOP)
     # Candidates for near copies: durations within 1 s (sorted sweep).
     order = sorted((i for i in fps), key=lambda i: songs[i].duration)
     for a_pos, i in enumerate(order):
         for j in order[a_pos + 1:]:
             if songs[j].duration - songs[i].duration > 1.0:
                 break
-            if find(i) != find(j) and fingerprint_distance(fps[i], fps[j]) < DUPLICATE_BER:
+            if find(i) != find(j) and fingerprint_distance(
+                    fps[i], fps[j], min_frames=min_frames) < DUPLICATE_BER:
                 parent[find(j)] = find(i)
     roots: dict[int, int] = {}
     for i, s in enumerate(songs):
@@ -316,7 +321,7 @@ def scan(source: str | os.PathLike, *, seed: int = 0,
             continue
         s.duration, s.source_sr = info["duration"], info["source_sr"]
         s.channels, s.audio_sha256 = info["channels"], info["audio_sha256"]
-        fps[i] = np.unpackbits(info["fp"], axis=1, count=info["fp_bits"][1])
+        fps[i] = np.unpackbits(info["fp"], axis=1, count=info["fp_frames"]).astype(bool)
     _group_copies(songs, fps)
     assign_splits(songs, seed=seed, fractions=fractions)
     return manifest

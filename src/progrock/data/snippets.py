@@ -175,15 +175,25 @@ class SnippetSet:
 
     @classmethod
     def from_songs(cls, items: list[tuple[str, np.ndarray, str | None]], config: SnippetConfig,
-                   *, by_class: bool = True) -> "SnippetSet":
+                   *, by_class: bool = True,
+                   skipped: list[tuple[str, str]] | None = None) -> "SnippetSet":
         """Build from ``(song_id, features [n_features, n_frames], label or None)`` items.
 
         With ``by_class`` the per-class start/hop apply (training); without, the
         class-free ``predict_start`` / ``predict_hop`` (evaluation, prediction).
+        A song too short for a snippet raises :class:`SnippetError`, or, when a
+        ``skipped`` list is given, is left out and listed there with the reason.
         """
         xs, songs_idx, starts, names, labels = [], [], [], [], []
-        for i, (song_id, feats, label) in enumerate(items):
-            snips, st = song_snippets(feats, config, label if by_class else None, name=song_id)
+        for song_id, feats, label in items:
+            try:
+                snips, st = song_snippets(feats, config, label if by_class else None, name=song_id)
+            except SnippetError as exc:
+                if skipped is None:
+                    raise
+                skipped.append((song_id, exc.reason))
+                continue
+            i = len(names)
             xs.append(snips)
             songs_idx.append(np.full(len(snips), i, dtype=np.int64))
             starts.append(st)

@@ -1,0 +1,3 @@
+from progrock.cli import main
+
+raise SystemExit(main())
