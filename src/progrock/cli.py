@@ -167,6 +167,160 @@ def features(source: Path, cache: Path | None, feature_set: str, jobs: int | Non
         raise SystemExit(1)
 
 
+@contextmanager
+def run_hooks(title: str = "training", epochs: int | None = None):
+    """Hooks that draw progress bars for scanning, features and epochs."""
+    from progrock.workflow import Hooks
+
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("{task.fields[info]}"), TimeRemainingColumn(), console=console,
+                  disable=not console.is_terminal and os.environ.get("PROGROCK_PROGRESS") != "1") as bar:
+        tasks: dict[str, int] = {}
+
+        def task(name: str, total: int | None = None) -> int:
+            if name not in tasks:
+                tasks[name] = bar.add_task(name, total=total, info="")
+            elif total is not None:
+                bar.update(tasks[name], total=total)
+            return tasks[name]
+
+        def on_epoch(epoch: int, record: dict) -> None:
+            bal = record.get("balanced_accuracy_song_validation")
+            info = f"loss {record.get('loss_train', float('nan')):.3f}" + (
+                f"  song bal.acc {bal:.3f}" if bal is not None else "")
+            bar.update(task(title, epochs), completed=epoch, info=info)
+
+        yield Hooks(
+            log=lambda line: console.print(f"[dim]{line}[/dim]") if os.environ.get("PROGROCK_VERBOSE") else None,
+            corpus=lambda n=1: bar.advance(task("synthesising"), n),
+            corpus_total=lambda n: task("synthesising", n),
+            scan=lambda n=1: bar.advance(task("decoding"), n),
+            scan_total=lambda n: task("decoding", n),
+            features=lambda _res: bar.advance(task("features")),
+            features_total=lambda n: task("features", n),
+            epoch=on_epoch,
+        )
+
+
+def print_evaluation(evaluation, sets: list[str] | None = None) -> None:
+    """Metrics table per set and model, and the CNN's song confusion matrices."""
+    from progrock.evaluation.metrics import format_confusion
+
+    table = Table(title="song-level metrics (cnn: snippet vote, cnn_mean: mean probability, "
+                        "cnn_snippet: single snippets)")
+    for col in ("set", "model", "n", "bal.acc", "acc", "F1 prog", "MCC", "AUC"):
+        table.add_column(col, justify="left" if col in ("set", "model") else "right")
+    fmt = lambda v: "–" if v is None else f"{v:.3f}"
+    for set_name, models in evaluation.metrics.items():
+        if sets and set_name not in sets:
+            continue
+        best = evaluation.best_model(set_name)
+        for model, m in models.items():
+            style = "bold" if model == best else None
+            table.add_row(set_name, model, str(m["n"]), fmt(m["balanced_accuracy"]),
+                          fmt(m["accuracy"]), fmt(m["f1"]), fmt(m["mcc"]), fmt(m["roc_auc"]), style=style)
+    out.print(table)
+    for set_name, models in evaluation.metrics.items():
+        if "cnn" in models and (not sets or set_name in sets):
+            out.print(f"\nCNN song confusion ({set_name}):\n{format_confusion(models['cnn']['confusion'])}")
+
+
+@cli.command()
+@click.argument("data", type=click.Path(path_type=Path))
+@click.option("--out", "run_dir", type=click.Path(path_type=Path), required=True, help="Run folder to write.")
+@click.option("--epochs", type=int, default=300, show_default=True)
+@click.option("--batch-size", type=int, default=1024, show_default=True)
+@click.option("--lr", type=float, default=1e-3, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the training.")
+@click.option("--split-seed", type=int, default=0, show_default=True, help="Seed of the split when DATA is scanned.")
+@click.option("--class-weight", type=click.Choice(["balanced", "none"]), default="balanced", show_default=True)
+@click.option("--patience", type=int, default=None, help="Early stopping after this many epochs without improvement.")
+@click.option("--freeze-normalisation", is_flag=True, help="Keep the feature normalisation fixed.")
+@click.option("--baselines/--no-baselines", default=True, show_default=True)
+@click.option("--resume", is_flag=True, help="Continue an interrupted training in --out.")
+@cache_option
+@feature_set_option
+@jobs_option
+def train(data: Path, run_dir: Path, epochs: int, batch_size: int, lr: float, seed: int, split_seed: int,
+          class_weight: str, patience: int | None, freeze_normalisation: bool, baselines: bool,
+          resume: bool, cache: Path | None, feature_set: str, jobs: int | None) -> None:
+    """Train the seed's 1D-CNN on DATA (folder, CSV or manifest) beside the baselines."""
+    from progrock.data.snippets import SnippetConfig
+    from progrock.evaluation.baselines import BASELINES
+    from progrock.features import FeatureConfig
+    from progrock.model.network import ModelConfig
+    from progrock.training.config import TrainConfig
+    from progrock.workflow import train_run
+
+    features_cfg = FeatureConfig.named(feature_set)
+    snippet_cfg = SnippetConfig()
+    model_cfg = ModelConfig(n_features=features_cfg.n_features, n_frames=snippet_cfg.length,
+                            trainable_normalisation=not freeze_normalisation)
+    train_cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, class_weight=class_weight,
+                            early_stopping_patience=patience)
+    with run_hooks("training", epochs) as hooks:
+        outcome = train_run(data, run_dir, cache=cache or default_cache(), feature_config=features_cfg,
+                            snippet_config=snippet_cfg, model_config=model_cfg, train_config=train_cfg,
+                            baselines=tuple(BASELINES) if baselines else (), split_seed=split_seed,
+                            jobs=jobs or default_jobs(), resume=resume, hooks=hooks)
+    t = outcome.training
+    out.print(f"best epoch {t.best_epoch} of {len(t.history)}; song threshold {t.threshold:.3f}")
+    print_evaluation(outcome.evaluation)
+    print_failures(outcome.failed)
+    out.print(f"\nmodel:       {t.model_path}\nreport:      {outcome.report}\n"
+              f"tensorboard: tensorboard --logdir {run_dir / 'tensorboard'}")
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path(path_type=Path, exists=True, file_okay=False))
+@click.argument("data", type=click.Path(path_type=Path), required=False)
+@click.option("--set", "sets", multiple=True, help="Set(s) to judge (default: all the data has).")
+@click.option("--json", "as_json", is_flag=True, help="Print the metrics as one JSON object.")
+@click.option("--baselines/--no-baselines", default=True, show_default=True)
+@click.option("--cache", type=click.Path(path_type=Path), default=None,
+              help="Feature cache (default: the one the run was trained with).")
+@jobs_option
+def evaluate(run_dir: Path, data: Path | None, sets: tuple[str, ...], as_json: bool, baselines: bool,
+             cache: Path | None, jobs: int | None) -> None:
+    """Judge RUN_DIR's model (and the baselines) on DATA (default: the run's own manifest)."""
+    import json
+
+    from progrock.evaluation.baselines import BASELINES
+    from progrock.workflow import evaluate_run
+
+    with run_hooks() as hooks:
+        evaluation = evaluate_run(run_dir, data, cache=cache, sets=list(sets) or None,
+                                  baselines=tuple(BASELINES) if baselines else (),
+                                  jobs=jobs or default_jobs(), hooks=hooks, write=not as_json)
+    if as_json:
+        click.echo(json.dumps(evaluation.to_dict(songs=False)["sets"], indent=2))
+    else:
+        print_evaluation(evaluation)
+        out.print(f"\nreport: {run_dir / 'report.html'}")
+    print_failures(evaluation.skipped)
+
+
+@cli.command()
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("demo"), show_default=True)
+@click.option("--quick", is_flag=True, help="A small corpus and few epochs (about a minute; for CI).")
+@click.option("--songs", "n_songs", type=int, default=None, help="Corpus size (default 160, quick 36).")
+@click.option("--epochs", type=int, default=None, help="Epochs (default 300, quick 25).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@jobs_option
+def demo(out_dir: Path, quick: bool, n_songs: int | None, epochs: int | None, seed: int, jobs: int | None) -> None:
+    """Corpus → scan → features → train → evaluate → report, on the built-in demo corpus."""
+    from progrock.workflow import demo_run
+
+    settings = dict(n_songs=n_songs or (36 if quick else 160), epochs=epochs or (25 if quick else 300),
+                    duration_scale=0.25 if quick else 0.6)
+    with run_hooks("training", settings["epochs"]) as hooks:
+        outcome = demo_run(out_dir, seed=seed, jobs=jobs or default_jobs(), hooks=hooks, **settings)
+    print_evaluation(outcome.evaluation)
+    print_failures(outcome.failed)
+    out.print(f"\nreport:      {outcome.report.resolve()}\n"
+              f"tensorboard: tensorboard --logdir {(outcome.run_dir / 'tensorboard').resolve()}")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit status (0 ok, 1 some files failed, 2 error)."""
     try:

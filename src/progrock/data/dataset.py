@@ -66,19 +66,21 @@ def load_features(manifest: Manifest, store: FeatureStore, *, songs: list[Song] 
 
 
 def snippet_sets(data: SongFeatures, config: SnippetConfig, *, sets: list[str] | None = None,
-                 skipped: list[tuple[str, str]] | None = None) -> dict[str, SnippetSet]:
+                 skipped: list[tuple[str, str]] | None = None,
+                 training: bool = True) -> dict[str, SnippetSet]:
     """One :class:`SnippetSet` per set name.
 
-    ``train`` uses the per-class placement (the seed's over-sampling of prog);
-    every other set the class-free placement used at prediction time, so
-    validation measures what a user will see.
+    With ``training``, ``train`` uses the per-class placement (the seed's
+    over-sampling of prog); every other set, and every set without
+    ``training``, the class-free placement used at prediction time, so
+    validation and evaluation measure what a user will see.
 
     Songs too short for a snippet are left out and listed in ``skipped``.
     """
     names = sets or sorted({s.split for s in data.songs})
     result = {}
     for name in names:
-        snips = SnippetSet.from_songs(data.items(name), config, by_class=(name == "train"),
+        snips = SnippetSet.from_songs(data.items(name), config, by_class=training and name == "train",
                                       skipped=skipped if skipped is not None else [])
         if len(snips.songs):
             result[name] = snips

@@ -85,15 +85,19 @@ class Manifest:
         return [s for s in SPLITS if s in names] + sorted(names - set(SPLITS))
 
     def write(self, path: str | os.PathLike) -> Path:
-        """Write as CSV atomically."""
+        """Write as CSV atomically; relative paths are re-based on the CSV's folder."""
         path = Path(path)
+        folder = path.parent.resolve()
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         names = [f.name for f in fields(Song)]
         with open(tmp, "w", newline="", encoding="utf-8") as fh:
             w = csv.DictWriter(fh, fieldnames=names)
             w.writeheader()
             for s in self.songs:
-                w.writerow(asdict(s))
+                row = asdict(s)
+                if not Path(s.path).is_absolute() and folder != self.root:
+                    row["path"] = Path(os.path.relpath(self.root / s.path, folder)).as_posix()
+                w.writerow(row)
         os.replace(tmp, path)
         return path
 

@@ -1,0 +1,1 @@
+"""Reports: barcodes, figures and the self-contained HTML page of a run."""

@@ -1,0 +1,87 @@
+"""The seed's "barcode": a song's snippet probabilities as a strip along its timeline.
+
+Each snippet owns the stretch from its start to the next snippet's start (the
+last one its full length), coloured from nonprog (pale) to prog (dark), so
+overlapping snippets do not hide each other. Three renderings: SVG for pages,
+text for terminals, PNG for files.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+from pathlib import Path
+
+import numpy as np
+
+from progrock.constants import SNIPPET_SECONDS
+
+_LOW = np.array([236, 239, 241])    # nonprog: pale grey
+_HIGH = np.array([88, 28, 135])     # prog: deep purple
+_BLOCKS = " ░▒▓█"
+
+
+def colour(p: float) -> str:
+    """Hex colour of a prog probability ``p`` in [0, 1]."""
+    c = (_LOW + (_HIGH - _LOW) * float(np.clip(p, 0, 1))).round().astype(int)
+    return "#{:02x}{:02x}{:02x}".format(*c)
+
+
+def segments(starts: list[float], duration: float, snippet_seconds: float = SNIPPET_SECONDS
+             ) -> list[tuple[float, float]]:
+    """(start, end) in seconds of the stretch each snippet owns on the timeline."""
+    s = [float(x) for x in starts]
+    ends = s[1:] + [s[-1] + snippet_seconds] if s else []
+    end_of_song = max(duration, ends[-1] if ends else 0.0)
+    return [(a, min(b, end_of_song)) for a, b in zip(s, ends)]
+
+
+def _clock(t: float) -> str:
+    return f"{int(t // 60)}:{int(t % 60):02d}"
+
+
+def barcode_svg(starts: list[float], probs: list[float], duration: float, *, width: int = 260,
+                height: int = 18, snippet_seconds: float = SNIPPET_SECONDS) -> str:
+    """An inline SVG strip; hovering a stretch shows its time and probability."""
+    total = max(duration, (starts[-1] + snippet_seconds) if len(starts) else 1.0, 1e-6)
+    parts = [f'<svg class="barcode" width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
+             f'role="img" aria-label="snippet probabilities along the song">',
+             f'<rect width="{width}" height="{height}" fill="#f8f9fa"/>']
+    for (a, b), p in zip(segments(starts, total, snippet_seconds), probs):
+        x, w = a / total * width, max((b - a) / total * width, 0.8)
+        tip = html.escape(f"{_clock(a)}–{_clock(a + snippet_seconds)}  p(prog) = {p:.2f}")
+        parts.append(f'<rect x="{x:.1f}" y="0" width="{w:.1f}" height="{height}" fill="{colour(p)}">'
+                     f'<title>{tip}</title></rect>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def barcode_text(probs: list[float], *, width: int = 40) -> str:
+    """A compact strip for terminals: one block character per cell, darker = more prog."""
+    if not len(probs):
+        return ""
+    p = np.asarray(probs, dtype=float)
+    cells = np.array_split(p, min(width, len(p)))
+    return "".join(_BLOCKS[int(round(np.clip(c.mean(), 0, 1) * (len(_BLOCKS) - 1)))] for c in cells)
+
+
+def barcode_png(starts: list[float], probs: list[float], duration: float, path: str | os.PathLike, *,
+                title: str = "", snippet_seconds: float = SNIPPET_SECONDS) -> Path:
+    """Write the barcode as a PNG with a time axis."""
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Rectangle
+
+    total = max(duration, (starts[-1] + snippet_seconds) if len(starts) else 1.0)
+    fig = Figure(figsize=(8, 1.3), dpi=100, layout="constrained")
+    ax = fig.add_subplot()
+    for (a, b), p in zip(segments(starts, total, snippet_seconds), probs):
+        ax.add_patch(Rectangle((a, 0), b - a, 1, color=colour(p)))
+    ax.set_xlim(0, total)
+    ax.set_ylim(0, 1)
+    ax.set_yticks([])
+    ax.set_xlabel("time (s)")
+    ax.set_title(title or "p(prog) per snippet", fontsize=9)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    return path

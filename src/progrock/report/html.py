@@ -1,0 +1,193 @@
+"""The run report: one self-contained HTML page (figures embedded), plus the PNGs beside it."""
+
+from __future__ import annotations
+
+import base64
+import datetime as _dt
+import html
+import json
+import os
+from pathlib import Path
+
+from progrock import __version__
+from progrock.constants import CLASSES
+from progrock.evaluation.baselines import BASELINES
+from progrock.evaluation.evaluate import CNN_MODELS, Evaluation
+from progrock.evaluation.metrics import format_confusion
+from progrock.evaluation.plots import plot_confusion
+from progrock.report.barcode import barcode_svg
+
+MODEL_TITLES = {**CNN_MODELS, **{k: b.title for k, b in BASELINES.items()}}
+METRICS = [("balanced_accuracy", "balanced acc."), ("accuracy", "accuracy"),
+           ("informedness", "informedness"), ("precision", "prog precision"),
+           ("recall", "prog recall"), ("f1", "prog F1"), ("mcc", "MCC"), ("roc_auc", "ROC-AUC")]
+
+CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;background:#fafafa;color:#1f2933}
+header{background:linear-gradient(120deg,#3b0764,#6d28d9);color:#fff;padding:28px 40px}
+header h1{margin:0 0 6px;font-size:26px} header p{margin:0;opacity:.85}
+main{max-width:1180px;margin:0 auto;padding:24px 40px 60px}
+section{background:#fff;border-radius:10px;box-shadow:0 1px 3px rgba(0,0,0,.08);padding:18px 24px;margin:18px 0}
+h2{font-size:19px;margin:4px 0 14px;color:#3b0764}
+.cards{display:flex;gap:14px;flex-wrap:wrap}
+.card{flex:1 1 200px;background:#f5f3ff;border-radius:8px;padding:12px 16px}
+.card .v{font-size:28px;font-weight:600;color:#4c1d95} .card .k{font-size:13px;color:#52606d}
+.warn{background:#fff7ed;border-left:4px solid #f97316;padding:10px 14px;border-radius:6px;margin-top:12px}
+.ok{background:#f0fdf4;border-left:4px solid #22c55e;padding:10px 14px;border-radius:6px;margin-top:12px}
+table{border-collapse:collapse;width:100%;font-size:14px}
+th,td{padding:6px 8px;border-bottom:1px solid #e4e7eb;text-align:right}
+th{background:#f5f3ff;cursor:pointer;position:sticky;top:0} td.l,th.l{text-align:left}
+tr.best td{font-weight:600;background:#faf5ff}
+.figs{display:flex;flex-wrap:wrap;gap:12px} .figs figure{margin:0} .figs img{max-width:100%;border:1px solid #eee;border-radius:6px}
+figcaption{font-size:12px;color:#52606d;text-align:center}
+.bad{color:#b91c1c} .good{color:#15803d} .muted{color:#7b8794;font-size:13px}
+svg.barcode{vertical-align:middle;border-radius:3px}
+details summary{cursor:pointer;font-weight:600;margin:8px 0}
+pre{background:#f5f7fa;padding:8px;border-radius:6px;font-size:12px;overflow:auto}
+"""
+
+SORT_JS = """
+document.querySelectorAll('table.sortable th').forEach((th,i)=>th.addEventListener('click',()=>{
+ const t=th.closest('table'),b=t.tBodies[0],rows=[...b.rows],asc=th.dataset.asc!=='1';th.dataset.asc=asc?'1':'0';
+ rows.sort((a,c)=>{const x=a.cells[i].dataset.v??a.cells[i].innerText,y=c.cells[i].dataset.v??c.cells[i].innerText;
+  const nx=parseFloat(x),ny=parseFloat(y);const r=(isNaN(nx)||isNaN(ny))?x.localeCompare(y):nx-ny;return asc?r:-r});
+ rows.forEach(r=>b.appendChild(r));}));
+"""
+
+
+def _img(path: Path, caption: str) -> str:
+    if not path.is_file():
+        return ""
+    data = base64.b64encode(path.read_bytes()).decode()
+    return (f'<figure><img src="data:image/png;base64,{data}" alt="{html.escape(caption)}">'
+            f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+
+
+def _fmt(v) -> str:
+    return "–" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v)
+
+
+def write_confusion_pngs(evaluation: Evaluation, out_dir: Path) -> dict[tuple[str, str], Path]:
+    """PNG confusion matrices for every set: CNN song (vote), CNN snippets, and each baseline."""
+    paths = {}
+    for set_name, models in evaluation.metrics.items():
+        for model, m in models.items():
+            if "confusion" in m:
+                title = f"{MODEL_TITLES.get(model, model)} — {set_name}"
+                paths[(set_name, model)] = plot_confusion(
+                    m["confusion"], CLASSES, title, out_dir / f"confusion_{set_name}_{model}.png")
+    return paths
+
+
+def _metrics_table(evaluation: Evaluation) -> str:
+    head = "".join(f"<th>{label}</th>" for _, label in METRICS)
+    rows = []
+    for set_name, models in evaluation.metrics.items():
+        best = evaluation.best_model(set_name)
+        for model, m in models.items():
+            cls = ' class="best"' if model == best else ""
+            cells = "".join(f'<td data-v="{m.get(k) if m.get(k) is not None else -9}">{_fmt(m.get(k))}</td>'
+                            for k, _ in METRICS)
+            rows.append(f"<tr{cls}><td class='l'>{html.escape(set_name)}</td>"
+                        f"<td class='l'>{html.escape(MODEL_TITLES.get(model, model))}</td>"
+                        f"<td>{m.get('n', '')}</td><td>{m.get('n_prog', '')}</td>{cells}</tr>")
+    return (f"<table class='sortable'><thead><tr><th class='l'>set</th><th class='l'>model</th><th>n</th>"
+            f"<th>prog</th>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>")
+
+
+def _songs_table(rows) -> str:
+    body = []
+    for r in sorted(rows, key=lambda r: -r.probability):
+        correct = r.correct
+        mark = "" if correct is None else ("<span class='good'>✓</span>" if correct else "<span class='bad'>✗</span>")
+        body.append(
+            f"<tr><td class='l'>{html.escape(r.path)}</td><td data-v='{r.probability}'>{r.probability:.2f}</td>"
+            f"<td data-v='{r.vote_fraction}'>{r.vote_fraction:.2f}</td><td class='l'>{r.predicted}</td>"
+            f"<td class='l'>{r.label or '?'}</td><td>{mark}</td><td>{r.n_snippets}</td>"
+            f"<td class='l'>{barcode_svg(r.snippet_starts, r.snippet_probs, r.duration)}</td></tr>")
+    return ("<table class='sortable'><thead><tr><th class='l'>song</th><th>p(prog)</th><th>votes</th>"
+            "<th class='l'>predicted</th><th class='l'>true</th><th>ok</th><th>snippets</th>"
+            "<th class='l'>barcode (start → end)</th></tr></thead><tbody>" + "".join(body) + "</tbody></table>")
+
+
+def _headline(evaluation: Evaluation) -> str:
+    key = "test" if "test" in evaluation.metrics else next(iter(evaluation.metrics), None)
+    if key is None or "cnn" not in evaluation.metrics.get(key, {}):
+        return ""
+    m = evaluation.metrics[key]
+    cards = [f"<div class='card'><div class='v'>{_fmt(m['cnn'].get('balanced_accuracy'))}</div>"
+             f"<div class='k'>CNN song balanced accuracy ({key})</div></div>",
+             f"<div class='card'><div class='v'>{_fmt(m['cnn'].get('accuracy'))}</div>"
+             f"<div class='k'>CNN song accuracy ({key})</div></div>"]
+    if "cnn_snippet" in m:
+        cards.append(f"<div class='card'><div class='v'>{_fmt(m['cnn_snippet'].get('balanced_accuracy'))}</div>"
+                     f"<div class='k'>CNN snippet balanced accuracy ({key})</div></div>")
+    better = [b for b in BASELINES if b in m and (m[b].get("balanced_accuracy") or 0)
+              > (m["cnn"].get("balanced_accuracy") or 0)]
+    for b in BASELINES:
+        if b in m:
+            cards.append(f"<div class='card'><div class='v'>{_fmt(m[b].get('balanced_accuracy'))}</div>"
+                         f"<div class='k'>{html.escape(BASELINES[b].title)} ({key})</div></div>")
+    note = (f"<div class='warn'><b>A baseline beats the CNN</b> on the {key} set: "
+            f"{', '.join(BASELINES[b].title for b in better)}. Prefer it, or improve the CNN.</div>"
+            if better else
+            f"<div class='ok'>The CNN is at least as good as every baseline on the {key} set "
+            f"(song-level balanced accuracy).</div>")
+    return f"<div class='cards'>{''.join(cards)}</div>{note}"
+
+
+def write_report(run_dir: str | os.PathLike, evaluation: Evaluation, *, data_summary: list[dict],
+                 config: dict, title: str = "progrock run report") -> Path:
+    """Write ``run_dir/report.html`` and the confusion PNGs beside it.
+
+    Parameters
+    ----------
+    run_dir : path-like
+        The run folder (``curves.png`` there is embedded when present).
+    evaluation : Evaluation
+    data_summary : list of dict
+        Rows ``{set, label, songs, hours}`` (:func:`progrock.data.manifest.summary`).
+    config : dict
+        The run's full configuration, shown at the end.
+    """
+    run_dir = Path(run_dir)
+    pngs = write_confusion_pngs(evaluation, run_dir)
+    summary_rows = "".join(
+        f"<tr><td class='l'>{html.escape(r['set'])}</td><td class='l'>{html.escape(r['label'])}</td>"
+        f"<td>{r['songs']}</td><td>{r['hours']:.2f}</td></tr>" for r in data_summary)
+    conf_html = []
+    for set_name in evaluation.metrics:
+        figs = "".join(_img(p, f"{MODEL_TITLES.get(m, m)} — {s}") for (s, m), p in pngs.items() if s == set_name)
+        texts = "".join(f"<pre>{html.escape(MODEL_TITLES.get(m, m))}\n{format_confusion(v['confusion'])}</pre>"
+                        for m, v in evaluation.metrics[set_name].items() if "confusion" in v)
+        conf_html.append(f"<details {'open' if set_name == 'test' else ''}><summary>{html.escape(set_name)}</summary>"
+                         f"<div class='figs'>{figs}</div><details><summary>as text</summary>{texts}</details></details>")
+    songs_html = "".join(
+        f"<details {'open' if name == 'test' else ''}><summary>{html.escape(name)} ({len(rows)} songs)</summary>"
+        f"{_songs_table(rows)}</details>" for name, rows in evaluation.songs.items())
+    skipped = "".join(f"<li>{html.escape(p)}: {html.escape(r)}</li>" for p, r in evaluation.skipped)
+    when = _dt.datetime.now().strftime("%Y-%m-%d %H:%M")
+    page = f"""<!doctype html><html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width,initial-scale=1"><title>{html.escape(title)}</title>
+<style>{CSS}</style></head><body>
+<header><h1>{html.escape(title)}</h1><p>{html.escape(str(run_dir))} · progrock {__version__} · {when} ·
+song threshold {evaluation.threshold:.3f} (snippet vote, a tie counts as prog)</p></header><main>
+<section><h2>At a glance</h2>{_headline(evaluation)}</section>
+<section><h2>Metrics (song level unless noted)</h2>{_metrics_table(evaluation)}
+<p class="muted">Balanced accuracy is the mean of the recall of each class; informedness = sensitivity +
+specificity − 1. Thresholds are chosen on validation, so validation figures are optimistic: judge on test.
+Click a column to sort.</p></section>
+<section><h2>Training</h2><div class="figs">{_img(run_dir / 'curves.png', 'loss and accuracy per epoch')}</div>
+<p class="muted">Live curves and layer histograms: <code>tensorboard --logdir {html.escape(str(run_dir / 'tensorboard'))}</code></p></section>
+<section><h2>Confusion matrices</h2>{''.join(conf_html)}</section>
+<section><h2>Songs</h2><p class="muted">The barcode shows each snippet's probability of prog along the song
+(pale = nonprog, dark = prog); hover for the time.</p>{songs_html}</section>
+<section><h2>Data</h2><table><thead><tr><th class='l'>set</th><th class='l'>label</th><th>songs</th><th>hours</th></tr></thead>
+<tbody>{summary_rows}</tbody></table>{'<h3>Skipped</h3><ul>' + skipped + '</ul>' if skipped else ''}</section>
+<section><h2>Configuration</h2><pre>{html.escape(json.dumps(config, indent=2, default=str))}</pre></section>
+</main><script>{SORT_JS}</script></body></html>"""
+    path = run_dir / "report.html"
+    tmp = path.with_name(".report.html.tmp")
+    tmp.write_text(page, encoding="utf-8")
+    os.replace(tmp, path)
+    return path
