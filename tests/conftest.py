@@ -46,3 +46,16 @@ def music(seconds: float = 12.0, *, sr: int = SR, seed: int = 0, pitch_hz: float
 def song() -> np.ndarray:
     """12 s of :func:`music` at 22,050 Hz (A4, a beat every 0.5 s)."""
     return music()
+
+
+@pytest.fixture(scope="session")
+def demo_corpus(tmp_path_factory):
+    """A small demo corpus shared by the end-to-end tests: 40 songs of 24-40 s, every format.
+
+    Returns the corpus folder; its ``corpus.json`` lists the songs.
+    """
+    from progrock.corpus import generate_corpus
+
+    root = tmp_path_factory.mktemp("demo") / "corpus"
+    generate_corpus(root, n_songs=40, seed=11, difficulty=0.1, duration_scale=0.2, jobs=2)
+    return root

@@ -19,7 +19,7 @@ from rich.table import Table
 from progrock import __version__
 from progrock.errors import ProgrockError
 
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)
 out = Console(highlight=False, soft_wrap=True)
 
 
@@ -312,7 +312,7 @@ def demo(out_dir: Path, quick: bool, n_songs: int | None, epochs: int | None, se
     from progrock.workflow import demo_run
 
     settings = dict(n_songs=n_songs or (36 if quick else 160), epochs=epochs or (25 if quick else 300),
-                    duration_scale=0.25 if quick else 0.6)
+                    batch_size=32 if quick else 128, duration_scale=0.25 if quick else 0.6)
     with run_hooks("training", settings["epochs"]) as hooks:
         outcome = demo_run(out_dir, seed=seed, jobs=jobs or default_jobs(), hooks=hooks, **settings)
     print_evaluation(outcome.evaluation)

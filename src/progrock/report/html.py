@@ -95,13 +95,21 @@ def _metrics_table(evaluation: Evaluation) -> str:
             f"<th>prog</th>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>")
 
 
+def display_name(path: str) -> str:
+    """A song's path for people: without the ``../`` that re-basing on the run folder adds."""
+    parts = path.split("/")
+    while parts and parts[0] == "..":
+        parts.pop(0)
+    return "/".join(parts)
+
+
 def _songs_table(rows) -> str:
     body = []
     for r in sorted(rows, key=lambda r: -r.probability):
         correct = r.correct
         mark = "" if correct is None else ("<span class='good'>✓</span>" if correct else "<span class='bad'>✗</span>")
         body.append(
-            f"<tr><td class='l'>{html.escape(r.path)}</td><td data-v='{r.probability}'>{r.probability:.2f}</td>"
+            f"<tr><td class='l' title='{html.escape(r.path)}'>{html.escape(display_name(r.path))}</td><td data-v='{r.probability}'>{r.probability:.2f}</td>"
             f"<td data-v='{r.vote_fraction}'>{r.vote_fraction:.2f}</td><td class='l'>{r.predicted}</td>"
             f"<td class='l'>{r.label or '?'}</td><td>{mark}</td><td>{r.n_snippets}</td>"
             f"<td class='l'>{barcode_svg(r.snippet_starts, r.snippet_probs, r.duration)}</td></tr>")

@@ -1,0 +1,58 @@
+"""The command line end to end: corpus → scan → features, and failures reported."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+
+from progrock.audio import write_audio
+from progrock.cli import main
+from progrock.features import FeatureConfig
+from progrock.features.store import FeatureStore
+
+from conftest import SR, music
+
+
+def test_corpus_scan_features_on_a_fresh_corpus(tmp_path, capsys):
+    corpus, cache = tmp_path / "corpus", tmp_path / "cache"
+    assert main(["corpus", str(corpus), "--songs", "8", "--seed", "3", "--duration-scale", "0.15",
+                 "--jobs", "2"]) == 0
+    files = sorted(p for p in corpus.rglob("*") if p.is_file() and p.suffix != ".json")
+    assert len(files) == 8 and {p.parent.name for p in files} <= {"prog", "nonprog"}
+
+    assert main(["scan", str(corpus), "--seed", "1"]) == 0
+    with open(corpus / "manifest.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 8 and all(r["audio_sha256"] and r["split"] and not r["error"] for r in rows)
+    assert "train" in capsys.readouterr().out  # the summary table
+
+    assert main(["features", str(corpus / "manifest.csv"), "--cache", str(cache), "--jobs", "2"]) == 0
+    store = FeatureStore(cache, FeatureConfig())
+    for r in rows:
+        x = store.get(r["audio_sha256"])
+        assert x is not None and x.shape == (43, 1 + int(float(r["duration"]) * SR) // 512)
+    capsys.readouterr()
+    assert main(["features", str(corpus / "manifest.csv"), "--cache", str(cache)]) == 0
+    assert "0 computed, 8 cached" in capsys.readouterr().out
+
+
+def test_features_on_a_folder_lists_bad_files_and_exits_1(tmp_path, capsys):
+    write_audio(tmp_path / "music" / "good.flac", music(11.0), SR)
+    (tmp_path / "music" / "broken.mp3").write_bytes(np.random.default_rng(0).bytes(3000))
+    status = main(["features", str(tmp_path / "music"), "--cache", str(tmp_path / "cache")])
+    captured = capsys.readouterr()
+    assert status == 1
+    assert "1 computed, 0 cached, 1 failed" in captured.out
+    assert "broken.mp3" in captured.err and "not a recognised audio file" in captured.err
+
+
+def test_errors_name_the_problem_and_exit_2(tmp_path, capsys):
+    assert main(["scan", str(tmp_path / "nowhere")]) == 2
+    assert "no such folder or manifest" in capsys.readouterr().err
+    (tmp_path / "bad.csv").write_text("path,label\nx.mp3,jazz\n")
+    assert main(["scan", str(tmp_path / "bad.csv")]) == 2
+    assert "unknown label 'jazz'" in capsys.readouterr().err
+    assert main(["features", str(tmp_path), "--feature-set", "nope"]) == 2
+    assert "unknown feature set" in capsys.readouterr().err
