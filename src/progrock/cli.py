@@ -321,6 +321,80 @@ def demo(out_dir: Path, quick: bool, n_songs: int | None, epochs: int | None, se
               f"tensorboard: tensorboard --logdir {(outcome.run_dir / 'tensorboard').resolve()}")
 
 
+@cli.command()
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per song, one per line.")
+@click.option("--csv", "as_csv", is_flag=True, help="A CSV table.")
+@click.option("--barcodes", "barcode_dir", type=click.Path(path_type=Path), default=None,
+              help="Also write each song's barcode as a PNG into this folder.")
+@click.option("--cache", type=click.Path(path_type=Path), default=None,
+              help="Store the features in this cache too (default: not cached).")
+@jobs_option
+def predict(run_dir: Path, inputs: tuple[Path, ...], as_json: bool, as_csv: bool, barcode_dir: Path | None,
+            cache: Path | None, jobs: int | None) -> None:
+    """Classify songs (files or folders) with the model in RUN_DIR.
+
+    Prints each song's verdict, prog probability, vote fraction, number of
+    snippets and barcode. Exit status 0 if every file was classified, 1 if
+    some could not be (they are listed with the reason), 2 on an error.
+    """
+    import csv as csv_module
+    import json
+
+    from progrock.model.checkpoint import load_model
+    from progrock.predict import classify_files, expand_inputs
+    from progrock.report.barcode import barcode_png, barcode_text
+
+    if as_json and as_csv:
+        raise click.UsageError("choose one of --json and --csv")
+    model = load_model(run_dir)
+    files, failures = expand_inputs(inputs)
+    writer = None
+    if as_csv:
+        writer = csv_module.writer(sys.stdout)
+        writer.writerow(["path", "label", "probability", "vote_fraction", "n_snippets", "duration", "barcode"])
+    with progress_bar("classifying", len(files)) as advance:
+        for path, pred, reason in classify_files(model, files, jobs=jobs or default_jobs(), cache=cache,
+                                                 progress=advance):
+            if pred is None:
+                failures.append((path, reason))
+                continue
+            if barcode_dir is not None:
+                barcode_png(pred.snippet_starts, pred.snippet_probs, pred.duration,
+                            barcode_dir / (Path(path).name + ".png"), title=f"{Path(path).name}: {pred.label}")
+            if as_json:
+                click.echo(json.dumps(pred.to_dict()))
+            elif writer is not None:
+                writer.writerow([path, pred.label, pred.probability, pred.vote_fraction, pred.n_snippets,
+                                 pred.duration, " ".join(f"{p:.3f}" for p in pred.snippet_probs)])
+                sys.stdout.flush()
+            else:
+                colour = "magenta" if pred.is_prog else "cyan"
+                out.print(f"[{colour}]{pred.label:>7}[/{colour}]  p={pred.probability:.2f}  "
+                          f"votes={pred.vote_fraction:.2f}  n={pred.n_snippets:<3} "
+                          f"[{colour}]{barcode_text(pred.snippet_probs, width=30)}[/{colour}]  {path}")
+    print_failures(failures, "could not be classified")
+    if failures:
+        raise SystemExit(1)
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=8000, show_default=True)
+@click.option("--max-upload-mb", type=float, default=200.0, show_default=True, help="Upload size cap.")
+def serve(run_dir: Path, host: str, port: int, max_upload_mb: float) -> None:
+    """A web page and HTTP API classifying uploaded songs with the model in RUN_DIR."""
+    import uvicorn
+
+    from progrock.serve.app import create_app
+
+    app = create_app(run_dir, max_upload_bytes=int(max_upload_mb * 1024 * 1024))
+    out.print(f"progrock: open http://{host}:{port}/  (API docs at /docs)")
+    uvicorn.run(app, host=host, port=port, log_level="warning")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit status (0 ok, 1 some files failed, 2 error)."""
     try:
