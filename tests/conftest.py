@@ -59,3 +59,13 @@ def demo_corpus(tmp_path_factory):
     root = tmp_path_factory.mktemp("demo") / "corpus"
     generate_corpus(root, n_songs=40, seed=11, difficulty=0.1, duration_scale=0.2, jobs=2)
     return root
+
+
+@pytest.fixture(scope="session")
+def tiny_run(demo_corpus, tmp_path_factory):
+    """A short training on :func:`demo_corpus` (40 epochs, batch 32): a ``RunOutcome``."""
+    from progrock.training.config import TrainConfig
+    from progrock.workflow import train_run
+
+    return train_run(demo_corpus, tmp_path_factory.mktemp("run"), cache=tmp_path_factory.mktemp("run-cache"),
+                     train_config=TrainConfig(epochs=40, batch_size=32, seed=0), split_seed=0, jobs=2)

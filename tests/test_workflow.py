@@ -10,16 +10,12 @@ import pytest
 from progrock.cli import main
 from progrock.evaluation.metrics import binary_metrics
 from progrock.model.checkpoint import load_model
-from progrock.training.config import TrainConfig
-from progrock.workflow import evaluate_run, train_run
+from progrock.workflow import evaluate_run
 
 
 @pytest.fixture(scope="module")
-def run(demo_corpus, tmp_path_factory):
-    run_dir = tmp_path_factory.mktemp("run")
-    outcome = train_run(demo_corpus, run_dir, cache=tmp_path_factory.mktemp("wf-cache"),
-                        train_config=TrainConfig(epochs=40, batch_size=32, seed=0), split_seed=0, jobs=2)
-    return outcome
+def run(tiny_run):
+    return tiny_run
 
 
 def test_short_training_beats_chance_on_held_out_songs(run):
