@@ -363,7 +363,7 @@ def strings_chord(midis, dur: float, *, p: dict, sr: int = SR) -> np.ndarray:
 
 
 def pad_chord(midis, dur: float, *, p: dict, sr: int = SR) -> np.ndarray:
-    """Soft synth pad: two detuned square waves per note, long attack and release. Returns [shape=(n,)]."""
+    """Soft synth pad: two detuned squares per note, long attack and release. Returns [shape=(n,)]."""
     gate = int(dur * sr)
     n = gate + int(0.6 * sr)
     out = np.zeros(n, dtype=np.float32)

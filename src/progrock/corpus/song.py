@@ -17,10 +17,8 @@ from scipy import ndimage, signal
 from progrock.constants import CLASSES, SR
 from progrock.corpus import instruments as ins
 from progrock.corpus.music import (
-    COMMON_METERS,
     ODD_METERS,
     POP_PROGRESSIONS,
-    SCALES,
     bar_meters,
     chord_degrees,
     drum_pattern,
@@ -413,7 +411,8 @@ def _plan_prog(rng: np.random.Generator, d: float) -> tuple[list[Section], dict,
         if energy == 0:
             parts["rhythm"] = str(rng.choice(quiet_pool))
             if rng.random() < 0.5:
-                parts["lead"], lead_style = str(rng.choice(["flute"] if flute else ["voice", "guitar_lead"])), "melody"
+                quiet_leads = ["flute"] if flute else ["voice", "guitar_lead"]
+                parts["lead"], lead_style = str(rng.choice(quiet_leads)), "melody"
         else:
             parts.update(drums="drums", bass="bass", rhythm=str(rng.choice(loud_rhythm)))
             if name in ("verse", "chorus", "bridge"):
