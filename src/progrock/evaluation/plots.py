@@ -78,7 +78,7 @@ def curves_figure(history: list[dict]):
     line(ax_acc, "balanced_accuracy_song_validation", "songs, validation (balanced)",
          color="C2", linestyle="--")
     ax_acc.set_title("accuracy")
-    ax_acc.set_ylim(0.0, 1.0)
+    ax_acc.set_ylim(0.0, 1.02)
     for ax in (ax_loss, ax_acc):
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
