@@ -158,3 +158,18 @@ def test_model_config_round_trip_and_validation():
         ModelConfig(n_frames=32)                             # < 2**6 frames
     with pytest.raises(ConfigError):
         ModelConfig(dropout=1.0)
+
+
+def test_folded_normalisation_equals_explicit_normalisation():
+    torch.manual_seed(4)
+    model = SeedCNN().eval()
+    rng = np.random.default_rng(2)
+    model.normalisation.initialise(rng.uniform(-20, 20, 43), rng.uniform(0.5, 10, 43))
+    x = torch.from_numpy(rng.normal(3, 8, (4, 43, 431)).astype(np.float32))
+    explicit = model.stem.conv(model.normalisation(x))
+    np.testing.assert_allclose(model._normalised_stem(x).detach().numpy(),
+                               explicit.detach().numpy(), rtol=1e-4, atol=1e-4)
+    # and the normalisation still receives gradients through the folded path
+    model(x).sum().backward()
+    assert model.normalisation.mean.grad is not None
+    assert float(model.normalisation.log_scale.grad.abs().sum()) > 0
