@@ -365,7 +365,7 @@ def train_model(train: SnippetSet, validation: SnippetSet, *, model_config: Mode
         probe_idx = np.sort(rng.choice(len(validation), size=min(PROBE_SIZE, len(validation)), replace=False))
         monitor = TrainingMonitor(out_dir / "tensorboard", model, validation.x[probe_idx],
                                   histogram_every=tc.histogram_every,
-                                  purge_step=start_epoch + 1 if start_epoch else None)
+                                  purge_step=start_epoch + 1)   # hide stale events of an earlier run
         stopped_early = False
         try:
             if start_epoch and tc.early_stopping_patience and since_best >= tc.early_stopping_patience:
