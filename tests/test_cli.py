@@ -56,3 +56,15 @@ def test_errors_name_the_problem_and_exit_2(tmp_path, capsys):
     assert "unknown label 'jazz'" in capsys.readouterr().err
     assert main(["features", str(tmp_path), "--feature-set", "nope"]) == 2
     assert "unknown feature set" in capsys.readouterr().err
+
+
+def test_corpus_refuses_to_mix_into_an_existing_corpus(tmp_path, capsys):
+    corpus = tmp_path / "c"
+    args = ["corpus", str(corpus), "--duration-scale", "0.15", "--jobs", "1"]
+    assert main(args + ["--songs", "6"]) == 0
+    assert main(args + ["--songs", "3"]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    (corpus / "notes.txt").write_text("mine")
+    assert main(args + ["--songs", "3", "--overwrite"]) == 0
+    songs = [p for p in corpus.rglob("*") if p.parent.name in ("prog", "nonprog")]
+    assert len(songs) == 3 and (corpus / "notes.txt").read_text() == "mine"

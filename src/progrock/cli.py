@@ -87,11 +87,18 @@ def cli() -> None:
               help="Multiplies song lengths (0.2 gives short songs for quick runs).")
 @click.option("--formats", default="mp3,flac,ogg,opus,wav,aiff,m4a", show_default=True,
               help="Comma-separated formats, mixed over the songs.")
+@click.option("--overwrite", is_flag=True, help="Replace a corpus already in OUT_DIR.")
 @jobs_option
 def corpus(out_dir: Path, n_songs: int, seed: int, difficulty: float, prog_fraction: float,
-           duration_scale: float, formats: str, jobs: int | None) -> None:
+           duration_scale: float, formats: str, overwrite: bool, jobs: int | None) -> None:
     """Write a synthetic demo corpus to OUT_DIR (prog/ and nonprog/ folders)."""
-    from progrock.corpus import generate_corpus
+    from progrock.corpus import generate_corpus, remove_corpus
+
+    if any((out_dir / name).exists() for name in ("prog", "nonprog", "corpus.json")):
+        if not overwrite:
+            raise ProgrockError(f"{out_dir} already holds a corpus (prog/, nonprog/ or corpus.json); "
+                                "pass --overwrite to replace it")
+        remove_corpus(out_dir)
 
     with progress_bar("synthesising", n_songs) as advance:
         songs = generate_corpus(out_dir, n_songs=n_songs, seed=seed, difficulty=difficulty,

@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -248,7 +247,7 @@ def demo_run(out_dir: str | os.PathLike, *, n_songs: int = 160, epochs: int = 30
     seed made about 11 Adam steps per epoch over 11,000 snippets, and a batch
     of 128 over the demo's ~1,500 training snippets keeps about that many.
     """
-    from progrock.corpus import generate_corpus
+    from progrock.corpus import generate_corpus, remove_corpus
 
     hooks = hooks or Hooks()
     out_dir = Path(out_dir)
@@ -257,8 +256,7 @@ def demo_run(out_dir: str | os.PathLike, *, n_songs: int = 160, epochs: int = 30
                 "duration_scale": duration_scale}
     stamp = corpus_dir / "demo-settings.json"
     if not (stamp.exists() and json.loads(stamp.read_text()) == settings):
-        if (corpus_dir / "corpus.json").exists():  # a demo corpus of other settings: replace it
-            shutil.rmtree(corpus_dir)
+        remove_corpus(corpus_dir)  # a demo corpus of other settings is replaced, not mixed in
         hooks.log(f"writing the demo corpus: {n_songs} songs")
         if hooks.corpus_total:
             hooks.corpus_total(n_songs)

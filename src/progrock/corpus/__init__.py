@@ -11,10 +11,10 @@ Layers, array to folder::
 See ``docs/corpus.md`` for the musical contract and the measured separability.
 """
 
-from progrock.corpus.generate import DEFAULT_FORMATS, generate_corpus, plan_corpus
+from progrock.corpus.generate import DEFAULT_FORMATS, generate_corpus, plan_corpus, remove_corpus
 from progrock.corpus.measure import audio_baseline, cue_separability
 from progrock.corpus.song import Section, SongPlan, normalize_loudness, plan_song, synthesize_song
 
 __all__ = ["DEFAULT_FORMATS", "Section", "SongPlan", "audio_baseline", "cue_separability",
-           "generate_corpus", "normalize_loudness", "plan_corpus", "plan_song",
+           "generate_corpus", "normalize_loudness", "plan_corpus", "plan_song", "remove_corpus",
            "synthesize_song"]

@@ -107,6 +107,20 @@ def _render_one(plan: dict, path: str, tags: dict, sr: int) -> dict:
     return {"n_samples": int(y.size), "rms_dbfs": round(20 * np.log10(max(rms, 1e-12)), 3)}
 
 
+def remove_corpus(out_dir: str | os.PathLike) -> None:
+    """Delete a corpus written by :func:`generate_corpus`: ``prog/``, ``nonprog/`` and ``corpus.json``.
+
+    Nothing else in ``out_dir`` is touched (a manifest written by ``scan`` stays).
+    """
+    import shutil
+
+    out = Path(out_dir)
+    for name in ("prog", "nonprog"):
+        if (out / name).is_dir():
+            shutil.rmtree(out / name)
+    (out / "corpus.json").unlink(missing_ok=True)
+
+
 def generate_corpus(out_dir: str | os.PathLike, *, n_songs: int = 60, seed: int = 0,
                     difficulty: float = 0.3, prog_fraction: float = 0.3,
                     duration_scale: float = 1.0, formats: Sequence[str] = DEFAULT_FORMATS,
