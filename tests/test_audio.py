@@ -90,3 +90,23 @@ def test_find_audio_files_walks_nested_folders_and_skips_folders_named_like_audi
     (tmp_path / "dir.mp3").mkdir()
     found = [p.relative_to(tmp_path).as_posix() for p in find_audio_files(tmp_path)]
     assert found == ["a/b/one.flac", "two.ogg"]
+
+
+def test_long_songs_write_and_decode_in_every_format(tmp_path):
+    """libsndfile's Vorbis encoder segfaults on one long write; we write in blocks.
+
+    Runs in a child process so that a crash fails this test instead of the run.
+    """
+    import subprocess
+    import sys
+
+    code = (
+        "import numpy as np, sys\n"
+        "from progrock.audio import FORMATS, decode, write_audio\n"
+        "y = (0.1 * np.random.default_rng(0).standard_normal(22050 * 200)).astype('f4')\n"
+        "for ext in sorted(FORMATS):\n"
+        "    d = decode(write_audio(sys.argv[1] + '/long.' + ext, y, 22050)).duration\n"
+        "    assert abs(d - 200.0) < 0.1, (ext, d)\n"
+        "print('ok')\n")
+    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True)
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", (proc.returncode, proc.stderr[-2000:])

@@ -23,6 +23,9 @@ FORMATS: dict[str, dict] = {
 }
 """Writable formats by file extension."""
 
+_BLOCK = 65_536
+"""Frames per libsndfile write call."""
+
 _SF_TAGS = ("title", "artist", "album", "comment", "genre", "date", "tracknumber")
 
 
@@ -65,7 +68,9 @@ def write_audio(path: str | os.PathLike, y: np.ndarray, sr: int, *,
             for key, value in (tags or {}).items():
                 if key in _SF_TAGS:
                     setattr(f, key, value)
-            f.write(y)
+            # In blocks: libsndfile's Vorbis encoder crashes on one very long write.
+            for start in range(0, len(y), _BLOCK):
+                f.write(y[start:start + _BLOCK])
     else:
         _write_pyav(path, y, sr, spec, tags or {})
     return path
