@@ -1,0 +1,259 @@
+"""The web app: a page and an HTTP API that classify a person's own songs.
+
+Endpoints
+---------
+``GET /``
+    The page (static HTML/CSS/JS from this package; nothing from the internet).
+``POST /api/classify``
+    One song as the ``multipart/form-data`` field ``file`` -> :class:`~progrock.serve.schemas.Prediction`.
+``GET /api/model``
+    What the model is -> :class:`~progrock.serve.schemas.ModelInfo`.
+``GET /report``
+    The run's ``report.html`` (404 if the run has none).
+``GET /static/...``
+    The page's assets, from this package's ``static`` folder only.
+
+Status codes of ``POST /api/classify``: 200 a verdict; 400 a malformed
+multipart body; 413 the file (or the body) is larger than ``max_upload_bytes``,
+checked from Content-Length before reading and on every chunk while streaming;
+415 the request is not ``multipart/form-data``; 422 the upload is not a usable
+song (no ``file`` field, empty, not decodable audio, shorter than the model's
+minimum); 500 an unexpected failure. Every error is JSON ``{"error": reason}``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import threading
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+import progrock
+from progrock.errors import FileError, ProgrockError
+from progrock.model.checkpoint import LoadedModel, load_model
+from progrock.predict import classify_file
+from progrock.serve.schemas import ErrorResponse, ModelInfo, Prediction
+from progrock.serve.upload import (
+    FIELD, MULTIPART_OVERHEAD, UploadError, UploadReceiver, display_name, format_bytes, multipart_boundary,
+)
+
+log = logging.getLogger(__name__)
+
+STATIC_DIR = Path(__file__).parent / "static"
+DEFAULT_MAX_UPLOAD_BYTES = 200 * 1024 * 1024
+"""Largest accepted upload by default: 200 MiB."""
+
+DEFAULT_MAX_CONCURRENT = max(1, min(4, os.cpu_count() or 1))
+"""Songs decoded and classified at the same time (one per core, at most 4); others wait their turn.
+
+Inference is thread-safe (evaluation mode, no gradients, no shared mutable
+state): songs classified in parallel threads give exactly the serial
+probabilities. The cap is for memory and CPU, not for correctness.
+"""
+
+PAGE_HEADERS = {
+    # The page loads nothing from anywhere but this server.
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; object-src 'none'; "
+                               "base-uri 'none'; frame-ancestors 'none'; form-action 'self'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
+
+DESCRIPTION = """\
+**progrock** tells progressive rock from other music **from the audio alone**:
+tags and file names are never read.
+
+Send a song to `POST /api/classify` as the multipart field `file` (any format
+libsndfile or FFmpeg decodes: MP3, FLAC, Ogg, Opus, WAV, AIFF, M4A, ...). The
+server decodes it, cuts it into 10-second snippets, lets the model give each
+snippet a probability of prog and turns the snippets' votes into a verdict.
+The answer carries the evidence: one probability per snippet, the *barcode*.
+
+Errors are JSON `{"error": "reason"}`: 400 malformed multipart body,
+413 file larger than the server's cap, 415 not `multipart/form-data`,
+422 not a usable song (missing, empty, not audio, too short).
+
+`GET /api/model` describes the model; `GET /report` is the run's evaluation
+report; `GET /` is a page to drop songs on.
+"""
+
+_ERRORS = {
+    400: {"model": ErrorResponse, "description": "Malformed multipart/form-data body."},
+    413: {"model": ErrorResponse, "description": "The file is larger than the server's cap "
+                                                 "(see `max_upload_bytes` in GET /api/model)."},
+    415: {"model": ErrorResponse, "description": "The request is not multipart/form-data."},
+    422: {"model": ErrorResponse, "description": "Not a usable song: no `file` field, an empty file, "
+                                                 "bytes no decoder reads as audio, or a song too short."},
+    500: {"model": ErrorResponse, "description": "Unexpected failure while classifying."},
+}
+
+_CLASSIFY_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {"multipart/form-data": {"schema": {
+            "type": "object",
+            "required": [FIELD],
+            "properties": {FIELD: {
+                "type": "string", "format": "binary",
+                "description": "The song. Its type is found by decoding it, not from its name or "
+                               "Content-Type; the name is only echoed back as `path`."}},
+        }}},
+    }
+}
+
+
+def _error(status: int, message: str, headers: dict | None = None) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+
+def model_info(model: LoadedModel, *, max_upload_bytes: int, has_report: bool) -> ModelInfo:
+    """The description ``GET /api/model`` answers with."""
+    meta = model.metadata
+    fc, sc = model.feature_config, model.snippet_config
+    snippet_seconds = round(sc.length / sc.frame_rate, 1)
+    n_parameters = sum(p.numel() for p in model.model.parameters())
+    vote_rule = (f"a song is prog when at least half of its snippets have p(prog) ≥ {model.threshold:.2f} "
+                 f"(a tie counts as prog)")
+    summary = (f"A small 1D-CNN ({n_parameters:,} parameters) listens to {snippet_seconds:.0f}-second snippets "
+               f"of {fc.n_features} features per frame ({fc.set}: {fc.sr} Hz, hop {fc.hop_length}), taken "
+               f"every {sc.predict_hop:g} s from {sc.predict_start:g} s into the song; {vote_rule}.")
+    return ModelInfo(
+        summary=summary, progrock_version=progrock.__version__,
+        model_progrock_version=meta.get("progrock_version"), class_names=list(model.class_names),
+        threshold=model.threshold, vote_rule=vote_rule, feature_set=fc.set, feature_description=fc.describe(),
+        feature_config=fc.to_dict(), snippet_seconds=snippet_seconds, snippet_config=sc.to_dict(),
+        network=model.model_config.to_dict(), n_parameters=n_parameters,
+        training=meta.get("training") or {}, metrics=meta.get("metrics"),
+        max_upload_bytes=max_upload_bytes, report_url="/report" if has_report else None)
+
+
+def create_app(run_dir: str | os.PathLike, *, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
+               max_concurrent: int = DEFAULT_MAX_CONCURRENT) -> FastAPI:
+    """The web app for the model in ``run_dir``.
+
+    Parameters
+    ----------
+    run_dir : path-like
+        A run folder (``model.json`` and, if present, ``report.html`` in it),
+        or a model's ``.json``/``.safetensors``.
+    max_upload_bytes : int
+        Largest accepted file in bytes (default 200 MiB).
+    max_concurrent : int
+        Songs decoded and classified at once; the rest wait (bounds memory and CPU).
+
+    Raises
+    ------
+    ModelError, ConfigError
+        The model cannot be loaded (it is loaded once, here).
+    """
+    if max_upload_bytes < 1:
+        raise ValueError(f"max_upload_bytes must be positive, got {max_upload_bytes}")
+    model = load_model(run_dir)
+    report_path = model.path.parent / "report.html"
+    slots = threading.BoundedSemaphore(max(1, int(max_concurrent)))
+
+    app = FastAPI(title="progrock", version=progrock.__version__, description=DESCRIPTION,
+                  summary="Tell progressive rock from other music, from the audio alone.")
+    app.state.model = model
+    app.state.max_upload_bytes = int(max_upload_bytes)
+
+    # -- errors: always {"error": reason} ----------------------------------------------------
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+        if exc.status_code == 404 and detail == "Not Found":
+            detail = f"not found: {request.url.path}"
+        return _error(exc.status_code, detail, getattr(exc, "headers", None))
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return _error(422, "; ".join(str(e.get("msg", e)) for e in exc.errors()) or "invalid request")
+
+    # -- the work, in a worker thread ----------------------------------------------------------
+
+    def classify_upload(path: Path, name: str) -> Prediction:
+        with slots:
+            pred = classify_file(model, path, name=name)
+        return Prediction(**pred.to_dict())
+
+    # -- API -------------------------------------------------------------------------------------
+
+    @app.post("/api/classify", response_model=Prediction, responses=_ERRORS, tags=["classify"],
+              summary="Classify one song", openapi_extra=_CLASSIFY_BODY)
+    async def classify(request: Request):
+        """Decode the uploaded song, cut it into snippets and give the verdict with its evidence.
+
+        The upload is streamed to a temporary folder under a name the server
+        chooses and deleted afterwards; it is refused with 413 as soon as it
+        passes the size cap.
+        """
+        cap = app.state.max_upload_bytes
+        try:
+            boundary, charset = multipart_boundary(request.headers.get("content-type"))
+            length = request.headers.get("content-length")
+            if length is not None and length.isdigit() and int(length) > cap + MULTIPART_OVERHEAD:
+                raise UploadError(413, f"the file is larger than this server accepts ({format_bytes(cap)})")
+        except UploadError as exc:
+            return _error(exc.status, exc.message, {"Connection": "close"} if exc.status == 413 else None)
+
+        with tempfile.TemporaryDirectory(prefix="progrock-upload-") as tmp:
+            receiver = UploadReceiver(boundary, Path(tmp), max_bytes=cap, charset=charset)
+            try:
+                try:
+                    async for chunk in request.stream():
+                        if chunk:
+                            await run_in_threadpool(receiver.feed, chunk)
+                    path = receiver.finish()
+                finally:
+                    receiver.close()
+            except UploadError as exc:
+                message = exc.message
+                if exc.status == 422 and receiver.filename is not None:
+                    message = f"{display_name(receiver.filename)}: {message}"
+                return _error(exc.status, message, {"Connection": "close"} if exc.status == 413 else None)
+
+            name = display_name(receiver.filename)
+            try:
+                return await run_in_threadpool(classify_upload, path, name)
+            except FileError as exc:   # not audio, empty, too short: the reason without our temp path
+                return _error(422, f"{name}: {exc.reason}")
+            except ProgrockError as exc:
+                return _error(422, f"{name}: {str(exc).replace(str(path), name)}")
+            except Exception as exc:   # noqa: BLE001 - one bad song must not take the server down
+                log.exception("classifying %r failed", name)
+                return _error(500, f"{name}: unexpected {type(exc).__name__} while classifying")
+
+    @app.get("/api/model", response_model=ModelInfo, tags=["model"], summary="Describe the model")
+    def describe_model() -> ModelInfo:
+        """Class names, threshold, feature and snippet configuration, network, training summary and
+        stored metrics, from the model's own description."""
+        return model_info(model, max_upload_bytes=app.state.max_upload_bytes, has_report=report_path.is_file())
+
+    # -- the page --------------------------------------------------------------------------------
+
+    @app.get("/", include_in_schema=False)
+    def page() -> FileResponse:
+        return FileResponse(STATIC_DIR / "index.html", media_type="text/html", headers=PAGE_HEADERS)
+
+    @app.get("/report", tags=["model"], summary="The run's evaluation report (HTML)",
+             response_class=FileResponse,
+             responses={200: {"content": {"text/html": {}}, "description": "The report."},
+                        404: {"model": ErrorResponse, "description": "The run has no report."}})
+    def report():
+        """The run folder's ``report.html`` and nothing else from the run folder."""
+        if not report_path.is_file():
+            return _error(404, "this run has no evaluation report (run `progrock evaluate` to write one)")
+        return FileResponse(report_path, media_type="text/html",
+                            headers={"X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"})
+
+    app.mount("/static", StaticFiles(directory=STATIC_DIR, follow_symlink=False), name="static")
+    return app
