@@ -409,3 +409,10 @@ def test_page_and_assets_come_from_the_package_only(client):
         assert "http://" not in text.replace("http://www.w3.org/2000/svg", "") and "https://" not in text
         assert "//cdn" not in text
     assert client.get("/static/nothing.js").status_code == 404
+
+
+def test_no_page_depends_on_a_cdn(client):
+    """FastAPI's /docs and /redoc pull Swagger UI and ReDoc from a CDN: they are off."""
+    assert client.get("/docs").status_code == 404
+    assert client.get("/redoc").status_code == 404
+    assert client.get("/openapi.json").status_code == 200

@@ -398,7 +398,7 @@ def serve(run_dir: Path, host: str, port: int, max_upload_mb: float) -> None:
     from progrock.serve.app import create_app
 
     app = create_app(run_dir, max_upload_bytes=int(max_upload_mb * 1024 * 1024))
-    out.print(f"progrock: open http://{host}:{port}/  (API docs at /docs)")
+    out.print(f"progrock: open http://{host}:{port}/  (API schema at /openapi.json)")
     uvicorn.run(app, host=host, port=port, log_level="warning")
 
 

@@ -160,8 +160,11 @@ def create_app(run_dir: str | os.PathLike, *, max_upload_bytes: int = DEFAULT_MA
     report_path = model.path.parent / "report.html"
     slots = threading.BoundedSemaphore(max(1, int(max_concurrent)))
 
+    # No /docs or /redoc: FastAPI's pages load Swagger UI and ReDoc from a CDN, and
+    # progrock must work offline. The schema itself is at /openapi.json.
     app = FastAPI(title="progrock", version=progrock.__version__, description=DESCRIPTION,
-                  summary="Tell progressive rock from other music, from the audio alone.")
+                  summary="Tell progressive rock from other music, from the audio alone.",
+                  docs_url=None, redoc_url=None)
     app.state.model = model
     app.state.max_upload_bytes = int(max_upload_bytes)
 
