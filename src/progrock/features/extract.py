@@ -2,10 +2,12 @@
 
 The seed's 43 features share one STFT: its power spectrogram feeds a 128-band
 mel spectrogram (for the MFCCs and the onset strength, as librosa computes
-both), the 10 mel bands and the chroma. Each step is librosa's own function
-given that spectrogram, so the result equals librosa's per-feature calls on
-the waveform (``reference_seed43``) up to float32 rounding; ``tests/
-test_features.py`` checks it on real audio.
+both), the 10 mel bands and the chroma. The work is done by
+:mod:`progrock.features.fast`, which repeats librosa's arithmetic on that one
+spectrogram (sparse mel filterbanks, a vectorised ``estimate_tuning``), so the
+result equals librosa's per-feature calls on the waveform
+(``reference_seed43``) up to float32 rounding, with the same tuning estimate;
+``tests/test_features.py`` and ``tests/test_fast_features.py`` check it.
 """
 
 from __future__ import annotations
@@ -14,10 +16,13 @@ import numpy as np
 import librosa
 
 from progrock.constants import HOP_LENGTH, N_FFT, SR
+from progrock.features import fast
 
 
 def power_spectrogram(y: np.ndarray, *, n_fft: int = N_FFT, hop_length: int = HOP_LENGTH) -> np.ndarray:
     """Power spectrogram ``|STFT|**2`` (Hann window, centred frames, zero padding).
+
+    Equal bit for bit to ``np.abs(librosa.stft(y, n_fft=n_fft, hop_length=hop_length)) ** 2``.
 
     Parameters
     ----------
@@ -26,9 +31,9 @@ def power_spectrogram(y: np.ndarray, *, n_fft: int = N_FFT, hop_length: int = HO
     Returns
     -------
     np.ndarray [shape=(1 + n_fft // 2, 1 + n_samples // hop_length), dtype=float32]
+        A transposed view of the frames-major :func:`progrock.features.fast.power_frames`.
     """
-    D = librosa.stft(y, n_fft=n_fft, hop_length=hop_length, center=True, pad_mode="constant")
-    return (D.real ** 2 + D.imag ** 2).astype(np.float32, copy=False)
+    return fast.power_frames(y, n_fft=n_fft, hop_length=hop_length).T
 
 
 def seed43(y: np.ndarray, *, sr: int = SR, n_fft: int = N_FFT, hop_length: int = HOP_LENGTH,
@@ -52,14 +57,11 @@ def seed43(y: np.ndarray, *, sr: int = SR, n_fft: int = N_FFT, hop_length: int =
     np.ndarray [shape=(n_mfcc + n_mels + n_chroma + 1, n_frames), dtype=float32]
         Rows in the seed's order: MFCC 0..19, mel dB 0..9, chroma C..B, onset.
     """
-    if S is None:
-        S = power_spectrogram(y, n_fft=n_fft, hop_length=hop_length)
-    mel128_db = librosa.power_to_db(librosa.feature.melspectrogram(S=S, sr=sr, n_fft=n_fft))
-    mfcc = librosa.feature.mfcc(S=mel128_db, n_mfcc=n_mfcc)
-    mel_db = librosa.power_to_db(librosa.feature.melspectrogram(S=S, sr=sr, n_fft=n_fft, n_mels=n_mels))
-    chroma = librosa.feature.chroma_stft(S=S, sr=sr, n_fft=n_fft, n_chroma=n_chroma)
-    onset = librosa.onset.onset_strength(S=mel128_db, sr=sr, n_fft=n_fft, hop_length=hop_length)
-    return np.vstack([mfcc, mel_db, chroma, onset[None, :]]).astype(np.float32, copy=False)
+    S_T = fast.power_frames(y, n_fft=n_fft, hop_length=hop_length) if S is None else np.asarray(S).T
+    acc = fast.Seed43Stream(sr=sr, n_fft=n_fft, hop_length=hop_length, n_mfcc=n_mfcc,
+                            n_mels=n_mels, n_chroma=n_chroma, spool_bytes=float("inf"))
+    acc.update(np.asarray(S_T, dtype=np.float32))
+    return acc.finish()
 
 
 def reference_seed43(y: np.ndarray, *, sr: int = SR, n_fft: int = N_FFT,
@@ -88,7 +90,7 @@ def logmel(y: np.ndarray, *, sr: int = SR, n_fft: int = N_FFT, hop_length: int =
     -------
     np.ndarray [shape=(n_mels, n_frames), dtype=float32]
     """
-    if S is None:
-        S = power_spectrogram(y, n_fft=n_fft, hop_length=hop_length)
-    mel = librosa.feature.melspectrogram(S=S, sr=sr, n_fft=n_fft, n_mels=n_mels)
-    return librosa.power_to_db(mel).astype(np.float32, copy=False)
+    S_T = fast.power_frames(y, n_fft=n_fft, hop_length=hop_length) if S is None else np.asarray(S).T
+    acc = fast.LogmelStream(sr=sr, n_fft=n_fft, n_mels=n_mels, spool_bytes=float("inf"))
+    acc.update(np.asarray(S_T, dtype=np.float32))
+    return acc.finish()
