@@ -121,15 +121,18 @@ class FeatureResult:
 
 
 def extract_file(path: str | os.PathLike, config: FeatureConfig) -> tuple[np.ndarray, str]:
-    """Decode a file and compute its features (no cache).
+    """Decode a file and compute its features (no cache), block by block in bounded memory.
 
     Returns
     -------
     features : np.ndarray [shape=(config.n_features, n_frames), dtype=float32]
+        Equal to ``compute_features(decode(path).y, config)``.
     audio_sha256 : str
+        Equal to ``decode(path).sha256``.
     """
-    audio = decode(path, sr=config.sr)
-    return compute_features(audio.y, config), audio.sha256
+    from progrock.features.streaming import extract_streamed
+
+    return extract_streamed(path, config)
 
 
 def _job(args: tuple[str, str, str, dict]) -> FeatureResult:
@@ -138,12 +141,15 @@ def _job(args: tuple[str, str, str, dict]) -> FeatureResult:
     store = FeatureStore(root, config)
     if known_hash and known_hash in store:
         return FeatureResult(path, "cached", known_hash)
+    from progrock.features.streaming import stream_features
+
     try:
-        audio = decode(path, sr=config.sr)
-        h = audio.sha256
+        sink, info = stream_features(path, config)  # decoded in blocks; features not finished
+        h = info.sha256
         if h in store:
+            sink.close()
             return FeatureResult(path, "cached", h)
-        x = compute_features(audio.y, config)
+        x = sink.finish()
         store.put(h, x)
         return FeatureResult(path, "computed", h, x.shape[1])
     except ProgrockError as exc:
