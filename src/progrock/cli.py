@@ -139,7 +139,10 @@ def scan(source: Path, out_path: Path | None, seed: int, fractions: str, jobs: i
     for row in summary(manifest):
         table.add_row(row["set"], row["label"], str(row["songs"]), f"{row['hours']:.2f}")
     out.print(table)
-    print_failures([(s.path, s.error) for s in manifest.songs if s.error], "not in any split")
+    failures = [(s.path, s.error) for s in manifest.songs if s.error]
+    print_failures(failures, "not in any split")
+    if failures:
+        raise SystemExit(1)
 
 
 @cli.command()
@@ -276,6 +279,8 @@ def train(data: Path, run_dir: Path, epochs: int, batch_size: int, lr: float, se
     print_failures(outcome.failed)
     out.print(f"\nmodel:       {t.model_path}\nreport:      {outcome.report}\n"
               f"tensorboard: tensorboard --logdir {run_dir / 'tensorboard'}")
+    if outcome.failed:
+        raise SystemExit(1)
 
 
 @cli.command()
@@ -305,6 +310,8 @@ def evaluate(run_dir: Path, data: Path | None, sets: tuple[str, ...], as_json: b
         print_evaluation(evaluation)
         out.print(f"\nreport: {run_dir / 'report.html'}")
     print_failures(evaluation.skipped)
+    if evaluation.skipped:
+        raise SystemExit(1)
 
 
 @cli.command()
@@ -415,6 +422,9 @@ def main(argv: list[str] | None = None) -> int:
         exc.show()
         return 2
     except ProgrockError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        return 2
+    except OSError as exc:  # a full disk or a folder that cannot be written: the reason, not a traceback
         console.print(f"[red]error:[/red] {exc}")
         return 2
     return 0

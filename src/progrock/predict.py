@@ -144,7 +144,7 @@ def expand_inputs(inputs: Sequence[str | os.PathLike]) -> tuple[list[Path], list
     -------
     files : list of Path
     missing : list of (path, reason)
-        Inputs that do not exist.
+        Inputs that do not exist, and folders without audio files.
     """
     from progrock.audio import find_audio_files
 
@@ -152,7 +152,10 @@ def expand_inputs(inputs: Sequence[str | os.PathLike]) -> tuple[list[Path], list
     for item in inputs:
         p = Path(item)
         if p.is_dir():
-            files.extend(find_audio_files(p))
+            found = find_audio_files(p)
+            if not found:  # e.g. a folder named like a song: say so rather than print nothing
+                missing.append((str(p), "a folder without audio files"))
+            files.extend(found)
         elif os.path.lexists(p):
             files.append(p)
         else:

@@ -78,6 +78,14 @@ def open_dataset(source: str | os.PathLike, *, seed: int = 0, jobs: int = 1,
     return scan(source, seed=seed, jobs=jobs, progress=hooks.scan, on_total=hooks.scan_total)
 
 
+def unreadable(manifest: Manifest) -> list[tuple[str, str]]:
+    """``(path, reason)`` of the manifest's songs left out of every set (unreadable, both labels...).
+
+    A run reports them with the songs that failed later, so no file is dropped silently.
+    """
+    return [(s.path, s.error) for s in manifest.songs if s.error]
+
+
 def song_features(manifest: Manifest, feature_config: FeatureConfig, cache: str | os.PathLike, *,
                   jobs: int = 1, hooks: Hooks | None = None) -> SongFeatures:
     """Features of a manifest's usable songs through the cache."""
@@ -179,7 +187,7 @@ def train_run(source: str | os.PathLike, run_dir: str | os.PathLike, *, cache: s
     model = load_model(run_dir, expect_features=feature_config)
     eval_sets = snippet_sets(data, snippet_config, sets=manifest.sets, training=False)
     evaluation = evaluate(model, data, eval_sets, baselines=baselines, seed=train_config.seed)
-    evaluation.skipped = [(s.path, r) for s, r in data.failed] + skipped
+    evaluation.skipped = unreadable(manifest) + [(s.path, r) for s, r in data.failed] + skipped
     report = _write_outputs(run_dir, evaluation, manifest, config)
     return RunOutcome(run_dir, training, evaluation, report, failed=evaluation.skipped)
 
@@ -231,7 +239,7 @@ def evaluate_run(run_dir: str | os.PathLike, source: str | os.PathLike | None = 
     # Baselines are refitted on the data's train split; data without one gets none.
     evaluation = evaluate(model, data, chosen, seed=seed,
                           baselines=baselines if manifest.usable("train") else ())
-    evaluation.skipped = [(s.path, r) for s, r in data.failed] + skipped
+    evaluation.skipped = unreadable(manifest) + [(s.path, r) for s, r in data.failed] + skipped
     if write:
         _write_outputs(run_dir, evaluation, manifest, config)
     return evaluation
