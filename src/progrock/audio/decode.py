@@ -27,6 +27,14 @@ from progrock.errors import DecodeError
 _SNDFILE_EXTENSIONS = frozenset({".wav", ".wave", ".flac", ".ogg", ".oga", ".opus", ".aif",
                                  ".aiff", ".aifc", ".mp3"})
 
+MAX_ABS_SAMPLE = 1e6
+"""Largest sample magnitude accepted (full scale is 1.0).
+
+Float files may exceed full scale a little (an unnormalised mix); a million
+times full scale (+120 dB) is not audio but garbage, and powers of such
+samples overflow float32 in the features. Checked by :func:`check_samples`.
+"""
+
 
 @dataclass(frozen=True)
 class DecodedAudio:
@@ -77,8 +85,34 @@ def audio_hash(y: np.ndarray) -> str:
         32 hexadecimal digits (SHA-256 of the little-endian float32 samples,
         truncated to 128 bits).
     """
-    data = np.ascontiguousarray(y, dtype="<f4").tobytes()
-    return hashlib.sha256(data).hexdigest()[:32]
+    data = np.ascontiguousarray(y, dtype="<f4")  # no copy of float32 input: a long song is large
+    return hashlib.sha256(memoryview(data).cast("B")).hexdigest()[:32]
+
+
+def check_samples(path: str | os.PathLike, y: np.ndarray) -> None:
+    """Refuse decoded samples that would poison the features.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file, for the message.
+    y : np.ndarray [shape=(n_samples,)]
+        Decoded (mono) samples, before resampling.
+
+    Raises
+    ------
+    DecodeError
+        Some sample is NaN or infinite, or larger in magnitude than
+        :data:`MAX_ABS_SAMPLE`.
+    """
+    if y.size == 0:
+        return
+    if not np.all(np.isfinite(y)):
+        raise DecodeError(path, "audio holds NaN or infinite samples")
+    peak = float(np.max(np.abs(y)))
+    if peak > MAX_ABS_SAMPLE:
+        raise DecodeError(path, f"sample values reach {peak:.3g}: not audio (full scale is 1.0; "
+                                f"at most {MAX_ABS_SAMPLE:.0e} is accepted)")
 
 
 def _check_path(path: Path) -> None:
@@ -132,6 +166,8 @@ def _read_pyav(path: Path) -> tuple[np.ndarray, int, int]:
             raise DecodeError(path, "the file holds no audio stream")
         stream = streams[0]
         sr = stream.codec_context.sample_rate or stream.rate
+        if not sr or sr <= 0:  # e.g. a text file FFmpeg probes as some raw format
+            raise DecodeError(path, "not a recognised audio file (FFmpeg finds no sample rate)")
         channels = stream.codec_context.channels or 1
         resampler = av.AudioResampler(format="fltp", layout=None, rate=None)
         chunks: list[np.ndarray] = []
@@ -179,7 +215,8 @@ def decode(path: str | os.PathLike, *, sr: int = SR) -> DecodedAudio:
     ------
     DecodeError
         The file is missing, unreadable, empty, not audio, holds no samples or
-        holds non-finite samples. The message names the file and the reason.
+        holds non-finite or absurdly large samples (:func:`check_samples`).
+        The message names the file and the reason.
     """
     path = Path(path)
     _check_path(path)
@@ -199,8 +236,8 @@ def decode(path: str | os.PathLike, *, sr: int = SR) -> DecodedAudio:
     if data.shape[1] == 0:
         raise DecodeError(path, "no audio samples (zero length)")
     y = _to_mono(data)
-    if not np.all(np.isfinite(y)):
-        raise DecodeError(path, "audio holds NaN or infinite samples")
+    del data  # a long song: do not hold the multichannel copy while resampling
+    check_samples(path, y)
     if source_sr != sr:
         y = soxr.resample(y, source_sr, sr, quality="soxr_hq").astype(np.float32, copy=False)
     return DecodedAudio(y=np.ascontiguousarray(y, dtype=np.float32), sr=sr,

@@ -16,6 +16,8 @@ from progrock.constants import SR
 FP_N_FFT = 4096
 FP_HOP = 1024
 FP_BANDS = 17
+FP_BLOCK_FRAMES = 2048
+"""STFT frames computed at a time (about 95 s of audio), so memory stays flat in the song's length."""
 
 
 def fingerprint(y: np.ndarray, *, sr: int = SR) -> np.ndarray:
@@ -32,10 +34,30 @@ def fingerprint(y: np.ndarray, *, sr: int = SR) -> np.ndarray:
         About 21.5 frames per second at 22,050 Hz; frames overlap by 3/4 so
         that an encoder's delay (MP3, AAC priming) shifts few bits.
     """
-    E = librosa.feature.melspectrogram(y=y, sr=sr, n_fft=FP_N_FFT, hop_length=FP_HOP,
-                                       n_mels=FP_BANDS, fmin=300.0, fmax=4000.0)
+    E = _mel_power(np.asarray(y, dtype=np.float32), sr)
     band_diff = E[:-1] - E[1:]
     return (band_diff[:, 1:] - band_diff[:, :-1]) > 0
+
+
+def _mel_power(y: np.ndarray, sr: int) -> np.ndarray:
+    """``librosa.feature.melspectrogram`` (centred, zero-padded frames), computed in blocks of frames.
+
+    One call on an hour of audio would hold a 1.2 GB complex STFT; a block holds
+    :data:`FP_BLOCK_FRAMES` frames.
+    """
+    mel = librosa.filters.mel(sr=sr, n_fft=FP_N_FFT, n_mels=FP_BANDS, fmin=300.0, fmax=4000.0)
+    half = FP_N_FFT // 2
+    n_frames = 1 + len(y) // FP_HOP
+    out = np.empty((FP_BANDS, n_frames), dtype=np.float32)
+    for t0 in range(0, n_frames, FP_BLOCK_FRAMES):
+        t1 = min(n_frames, t0 + FP_BLOCK_FRAMES)
+        lo, hi = t0 * FP_HOP - half, (t1 - 1) * FP_HOP + half   # samples of frames t0..t1-1
+        seg = y[max(lo, 0):min(hi, len(y))]
+        if lo < 0 or hi > len(y):
+            seg = np.pad(seg, (max(0, -lo), max(0, hi - len(y))))
+        S = np.abs(librosa.stft(seg, n_fft=FP_N_FFT, hop_length=FP_HOP, center=False)) ** 2
+        out[:, t0:t1] = mel @ S
+    return out
 
 
 def fingerprint_distance(a: np.ndarray, b: np.ndarray, *, max_shift: int = 4,
