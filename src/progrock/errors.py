@@ -27,7 +27,7 @@ class DecodeError(FileError):
 
 
 class SnippetError(FileError):
-    """The song is too short to give one snippet."""
+    """The song cannot give snippets: too short, or its features are not finite."""
 
 
 class DatasetError(ProgrockError):

@@ -10,7 +10,11 @@ The rule (documented in the README):
 * a song shorter than one snippet but at least ``min_seconds`` long (default
   2 s) is padded to one snippet by repeating its frames from the beginning (a
   loop, so no silence or zeros enter the features);
-* a song shorter than ``min_seconds`` raises :class:`~progrock.errors.SnippetError`.
+* a song shorter than ``min_seconds`` raises :class:`~progrock.errors.SnippetError`;
+* so does a feature matrix holding NaN or infinite values: every snippet the
+  model, the training or the metrics see passes through here, so nothing
+  non-finite reaches them, whatever produced it (a damaged cache entry, audio
+  whose powers overflow).
 """
 
 from __future__ import annotations
@@ -100,7 +104,8 @@ def cut_snippets(features: np.ndarray, *, length: int = SNIPPET_FRAMES, start: i
     length, start, hop : int
         In frames.
     min_frames : int
-        Songs with fewer frames raise :class:`SnippetError`.
+        Songs with fewer frames raise :class:`SnippetError`, as do features
+        holding NaN or infinity.
     name : str
         The song's name for error messages.
 
@@ -112,6 +117,10 @@ def cut_snippets(features: np.ndarray, *, length: int = SNIPPET_FRAMES, start: i
         First frame of each snippet (0 for a looped short song).
     """
     n_features, n_frames = features.shape
+    if not np.all(np.isfinite(features)):
+        bad = int(np.count_nonzero(~np.isfinite(features)))
+        raise SnippetError(name, f"its features hold {bad} NaN or infinite value(s); "
+                                 "nothing of it is given to the model")
     if n_frames < max(min_frames, 1):
         raise SnippetError(name, f"too short: {n_frames / FRAME_RATE:.2f} s of audio, "
                                  f"at least {min_frames / FRAME_RATE:.1f} s needed")
