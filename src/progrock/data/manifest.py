@@ -16,7 +16,9 @@ seeded, so copies never straddle splits.
 from __future__ import annotations
 
 import csv
+import io
 import os
+import unicodedata
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -90,15 +92,20 @@ class Manifest:
         folder = path.parent.resolve()
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         names = [f.name for f in fields(Song)]
-        with open(tmp, "w", newline="", encoding="utf-8") as fh:
-            w = csv.DictWriter(fh, fieldnames=names)
-            w.writeheader()
-            for s in self.songs:
-                row = asdict(s)
-                if not Path(s.path).is_absolute() and folder != self.root:
-                    row["path"] = Path(os.path.relpath(self.root / s.path, folder)).as_posix()
-                w.writerow(row)
-        os.replace(tmp, path)
+        try:
+            with open(tmp, "w", newline="", encoding="utf-8") as fh:
+                w = csv.DictWriter(fh, fieldnames=names)
+                w.writeheader()
+                for s in self.songs:
+                    row = asdict(s)
+                    if not Path(s.path).is_absolute() and folder != self.root:
+                        row["path"] = Path(os.path.relpath(self.root / s.path, folder)).as_posix()
+                    row["error"] = " ".join(row["error"].split())  # one line per song
+                    w.writerow(row)
+            os.replace(tmp, path)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise DatasetError(f"{path}: cannot write the manifest ({exc.strerror or exc})") from exc
         return path
 
 
@@ -116,21 +123,59 @@ def read_manifest(path: str | os.PathLike) -> Manifest:
     return Manifest(songs=songs, root=path.parent.resolve())
 
 
+_LINE = "\0line"
+"""Key under which :func:`_read_csv` keeps each row's line number."""
+
+
+_NAMING_COLUMNS = ("path", "label", "split")
+
+
 def _read_csv(path: Path) -> list[dict]:
+    """Rows of a CSV as dictionaries; anything malformed is a :class:`DatasetError` naming the line.
+
+    Refused: text that is not UTF-8, a quote left open, a row with more or
+    fewer fields than the header, control characters (NUL, line breaks) in a
+    path, label or split. Blank lines are skipped.
+    """
     try:
-        with open(path, newline="", encoding="utf-8-sig") as fh:
-            reader = csv.DictReader(fh)
-            if not reader.fieldnames or "path" not in [f.strip() for f in reader.fieldnames]:
-                raise DatasetError(f"{path}: not a manifest: the header must name a 'path' column "
-                                   f"(got {reader.fieldnames})")
-            rows = []
-            for i, row in enumerate(reader, start=2):
-                if None in row:
-                    raise DatasetError(f"{path}, line {i}: more fields than the header names")
-                rows.append({k.strip(): (v or "").strip() for k, v in row.items() if k})
-            return rows
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise DatasetError(f"{path}: cannot read manifest: {exc}") from None
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise DatasetError(f"{path}: cannot read manifest: {exc.strerror or exc}") from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise DatasetError(f"{path}: not a manifest: not UTF-8 text (byte 0x{raw[exc.start]:02x} at "
+                           f"offset {exc.start}); save the CSV as UTF-8") from None
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    header: list[str] | None = None
+    rows = []
+    try:
+        for fields_ in reader:
+            i = reader.line_num
+            if not any(f.strip() for f in fields_):
+                continue  # blank line
+            if header is None:
+                header = [h.strip() for h in fields_]
+                if "path" not in header:
+                    raise DatasetError(f"{path}: not a manifest: the header must name a 'path' column "
+                                       f"(got {header})")
+                continue
+            if len(fields_) != len(header):
+                more = "more" if len(fields_) > len(header) else "fewer"
+                raise DatasetError(f"{path}, line {i}: {more} fields than the header names "
+                                   f"({len(fields_)}, the header has {len(header)}: {', '.join(header)})")
+            row = {k: v.strip() for k, v in zip(header, fields_) if k}
+            for key in _NAMING_COLUMNS:
+                if any(unicodedata.category(ch) == "Cc" for ch in row.get(key, "")):
+                    raise DatasetError(f"{path}, line {i}: the {key} holds control characters "
+                                       f"(NUL, line breaks...): {row[key][:60]!r}")
+            row[_LINE] = i
+            rows.append(row)
+    except csv.Error as exc:
+        raise DatasetError(f"{path}, line {reader.line_num}: malformed CSV ({exc}; is a quote left open?)") from None
+    if header is None:
+        raise DatasetError(f"{path}: not a manifest: the header must name a 'path' column (the file is empty)")
+    return rows
 
 
 def list_songs(source: str | os.PathLike) -> tuple[list[Song], Path]:
@@ -168,18 +213,23 @@ def _list_folder(root: Path) -> list[Song]:
 
 def _list_csv(path: Path) -> list[Song]:
     songs, seen = [], {}
-    for i, row in enumerate(_read_csv(path), start=2):
+    for row in _read_csv(path):
+        i = row[_LINE]
         label = row.get("label", "")
         if label not in CLASSES and label != "":
             raise DatasetError(f"{path}, line {i}: unknown label {label!r} (expected one of {CLASSES})")
         if not row["path"]:
             raise DatasetError(f"{path}, line {i}: empty path")
-        if row["path"] in seen:
-            if seen[row["path"]] != label:
-                raise DatasetError(f"{path}, line {i}: {row['path']} listed again with another label")
+        # One file however it is spelt (./a.flac, a.flac, x/../a.flac): listed twice, it would count twice.
+        key = os.path.normpath(row["path"])
+        split = row.get("split", "")
+        if key in seen:
+            if seen[key] != (label, split):
+                raise DatasetError(f"{path}, line {i}: {row['path']} listed again with another label "
+                                   f"or split ({seen[key]} before, now {(label, split)})")
             continue  # an identical duplicate row is dropped
-        seen[row["path"]] = label
-        songs.append(Song(path=row["path"], label=label, split=row.get("split", "")))
+        seen[key] = (label, split)
+        songs.append(Song(path=row["path"], label=label, split=split))
     if not songs:
         raise DatasetError(f"{path}: the manifest lists no songs")
     return songs
