@@ -14,9 +14,10 @@ The JSON file describes everything needed to use the weights::
       "weights": {"file": "model.safetensors", "sha256": "...", "bytes": 12345}
     }
 
-Both files are written atomically (a temporary file in the same folder, then
-``os.replace``), the weights first and the JSON last, so a JSON file never
-points at weights that are not there yet. Loading reads JSON and
+Both files are first written in full to temporary files in the same folder,
+then renamed over the old pair (``os.replace``), the weights first and the JSON
+last, so a JSON file never points at weights that are not there yet, and a
+failed write (a full disk) leaves the previous pair untouched. Loading reads JSON and
 ``safetensors`` only: it never executes code from the files. A file that is
 missing, truncated, tampered with (hash mismatch) or does not fit the model
 raises :class:`~progrock.errors.ModelError`; weights made for other features
@@ -39,7 +40,7 @@ import torch
 import progrock
 from progrock.constants import CLASSES
 from progrock.data.snippets import SnippetConfig
-from progrock.errors import ConfigError, ModelError
+from progrock.errors import ConfigError, ModelError, ProgrockError
 from progrock.features.config import FeatureConfig
 from progrock.model.network import ModelConfig, SeedCNN, predict_proba
 
@@ -64,19 +65,40 @@ def sha256_file(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file in the same folder and ``os.replace``."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+def _write_temporary(path: Path, data: bytes) -> str:
+    """Write ``data`` to a fsynced temporary file beside ``path``; returns its name.
+
+    Raises :class:`ProgrockError` naming ``path`` (and removes the temporary file) if it fails.
+    """
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise ProgrockError(f"{path}: cannot write ({exc.strerror or exc})") from exc
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):  # a full disk, a read-only folder: name the file, keep the old one
+            raise ProgrockError(f"{path}: cannot write ({exc.strerror or exc}); "
+                                f"the previous {path.name}, if any, is unchanged") from exc
         raise
+    return tmp
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temporary file in the same folder and ``os.replace``.
+
+    Raises
+    ------
+    ProgrockError
+        The write failed (e.g. "No space left on device"); the temporary file
+        is removed and ``path`` keeps its previous content.
+    """
+    path = Path(path)
+    os.replace(_write_temporary(path, data), path)
 
 
 def atomic_write_json(path: str | os.PathLike, obj) -> None:
@@ -195,7 +217,10 @@ def save_model(out_dir: str | os.PathLike, model: SeedCNN, *, model_config: Mode
     weights_path = out_dir / f"{name}.safetensors"
     json_path = out_dir / f"{name}.json"
 
-    atomic_save_tensors(weights_path, model.state_dict(), metadata={"format": FORMAT_NAME})
+    from safetensors.torch import save
+
+    clean = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
+    weights = save(clean, metadata={"format": FORMAT_NAME})
     description = {
         "format": FORMAT_NAME,
         "format_version": FORMAT_VERSION,
@@ -207,10 +232,20 @@ def save_model(out_dir: str | os.PathLike, model: SeedCNN, *, model_config: Mode
         "threshold": float(threshold),
         "training": training,
         "metrics": metrics,
-        "weights": {"file": weights_path.name, "sha256": sha256_file(weights_path),
-                    "bytes": weights_path.stat().st_size},
+        "weights": {"file": weights_path.name, "sha256": hashlib.sha256(weights).hexdigest(),
+                    "bytes": len(weights)},
     }
-    atomic_write_json(json_path, description)
+    text = (json.dumps(_jsonable(description), indent=2, allow_nan=False) + "\n").encode()
+    # Both files are written in full before either replaces the old pair: a full disk (or any
+    # write error) leaves the previous model as it was, never new weights beside an old JSON.
+    tmp_weights = _write_temporary(weights_path, weights)
+    try:
+        tmp_json = _write_temporary(json_path, text)
+    except BaseException:
+        Path(tmp_weights).unlink(missing_ok=True)
+        raise
+    os.replace(tmp_weights, weights_path)
+    os.replace(tmp_json, json_path)
     return json_path
 
 
