@@ -61,6 +61,7 @@ from progrock.evaluation.metrics import binary_metrics, choose_threshold
 from progrock.evaluation.verdict import song_verdicts, song_vote_scores
 from progrock.features.config import FeatureConfig
 from progrock.model.checkpoint import (
+    _jsonable,
     atomic_save_tensors,
     atomic_write_json,
     read_json,
@@ -224,9 +225,27 @@ def _save_state(out_dir: Path, *, model, optimizer, generator, best_state, meta:
     meta["numpy_rng"] = {"name": np_state[0], "pos": int(np_state[2]), "has_gauss": int(np_state[3]),
                          "cached_gaussian": float(np_state[4])}
     weights = out_dir / "last.safetensors"
-    atomic_save_tensors(weights, tensors)
+    # The description also travels inside the weights file: the two files are replaced one after
+    # the other, and a kill between them must leave a state that can still be resumed.
+    atomic_save_tensors(weights, tensors, metadata={_STATE_KEY: json.dumps(_jsonable(meta))})
     meta["sha256"] = sha256_file(weights)
     atomic_write_json(out_dir / "last.json", meta)
+
+
+_STATE_KEY = "progrock_training_state"
+"""safetensors metadata key under which ``last.safetensors`` carries its own description."""
+
+
+def _embedded_state(weights: Path) -> dict | None:
+    """The description saved inside a training-state weights file, or ``None``."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(weights), framework="pt") as f:
+            text = (f.metadata() or {}).get(_STATE_KEY)
+        return json.loads(text) if text else None
+    except Exception:  # noqa: BLE001 - any failure means: no usable description
+        return None
 
 
 def _load_state(out_dir: Path, *, model, optimizer, generator) -> tuple[dict, dict]:
@@ -235,9 +254,16 @@ def _load_state(out_dir: Path, *, model, optimizer, generator) -> tuple[dict, di
     meta = read_json(meta_path)
     if meta.get("format") != STATE_FORMAT or meta.get("version") != STATE_VERSION:
         raise ModelError(f"{meta_path}: not a progrock training state of version {STATE_VERSION}")
-    if not weights.is_file() or sha256_file(weights) != meta.get("sha256"):
-        raise ModelError(f"{weights}: missing or does not match the hash in {meta_path.name}")
-    t = read_tensors(weights)
+    if not weights.is_file():
+        raise ModelError(f"{weights}: missing; cannot resume")
+    t = read_tensors(weights)  # a truncated or garbled file is refused here
+    if sha256_file(weights) != meta.get("sha256"):
+        # Killed after the weights were replaced but before last.json was: the weights file
+        # carries its own description, one epoch ahead of last.json.
+        meta = _embedded_state(weights) or {}
+        if meta.get("format") != STATE_FORMAT or meta.get("version") != STATE_VERSION:
+            raise ModelError(f"{weights}: does not match the hash in {meta_path.name} and holds no "
+                             f"training state of its own")
     try:
         model.load_state_dict({k[6:]: v for k, v in t.items() if k.startswith("model.")}, strict=True)
         best = {k[5:]: v for k, v in t.items() if k.startswith("best.")}
@@ -351,6 +377,9 @@ def train_model(train: SnippetSet, validation: SnippetSet, *, model_config: Mode
             since_best = int(meta["epochs_since_best"])
             hist_path = out_dir / "history.json"
             history = json.loads(hist_path.read_text())[:start_epoch] if hist_path.is_file() else []
+            if [h.get("epoch") for h in history] != list(range(1, start_epoch + 1)):
+                raise ModelError(f"{hist_path}: does not hold epochs 1 to {start_epoch} of the saved "
+                                 f"training state; cannot resume (train again without --resume)")
             log(f"resuming after epoch {start_epoch} (best so far: epoch {best_epoch}, "
                 f"song balanced accuracy {best_metric:.3f})")
         elif resume:
@@ -406,6 +435,9 @@ def train_model(train: SnippetSet, validation: SnippetSet, *, model_config: Mode
                     _save_best(out_dir, model_config, best_state, feature_config, snippet_config, tc,
                                pos_weight, train, validation, history, best_epoch, threshold=0.5,
                                metrics=None, complete=False, stopped_early=False)
+                # The history first, the state last: a kill between the two leaves a history one
+                # epoch ahead, which a resume cuts back; the other order would lose an epoch's record.
+                atomic_write_json(out_dir / "history.json", history)
                 _save_state(out_dir, model=model, optimizer=optimizer, generator=generator,
                             best_state=best_state,
                             meta={"format": STATE_FORMAT, "version": STATE_VERSION, "epoch": epoch,
@@ -413,7 +445,6 @@ def train_model(train: SnippetSet, validation: SnippetSet, *, model_config: Mode
                                   "best_loss": best_loss, "epochs_since_best": since_best,
                                   "model_config": model_config.to_dict(), "train_config": tc.to_dict(),
                                   "train_data": train_fp, "validation_data": val_fp})
-                atomic_write_json(out_dir / "history.json", history)
                 log(f"epoch {epoch:3d}/{tc.epochs}  loss {loss_train:.4f}/{vloss:.4f}  "
                     f"snippets {record['accuracy_snippet_train']:.3f}/{record['accuracy_snippet_validation']:.3f}  "
                     f"songs (val) {record['accuracy_song_validation']:.3f} "
