@@ -187,18 +187,14 @@ def test_full_disk_while_caching_features_leaves_no_entry(small_disk, tmp_path):
     store._write_config()
     _fill(small_disk, leave=64 * 1024)
     [res] = extract_many([song], store)
-    # The song is reported failed, not cached. (The reason is numpy's "55556 requested and 16352
-    # written" until FeatureStore.put names the entry and the errno: see the xfail below.)
-    assert res.status == "failed" and res.path == str(song) and res.error
+    # The song is reported failed, naming the full disk, and nothing is cached.
+    assert res.status == "failed" and res.path == str(song) and "No space left on device" in res.error
     assert not [p for p in small_disk.rglob("*") if p.is_file() and p.name not in ("ballast", "config.json")]
     (small_disk / "ballast").unlink()
     [again] = extract_many([song], store)                          # space again: it works
     assert again.status == "computed" and store.get(again.audio_sha256) is not None
 
 
-@pytest.mark.xfail(strict=True, reason="features/store.py (not ours to edit): FeatureStore.put lets numpy's "
-                   "OSError('N requested and M written', no errno) through: neither the entry nor the "
-                   "full disk is named")
 def test_full_disk_while_caching_features_names_the_entry(small_disk):
     store = FeatureStore(small_disk / "cache", FeatureConfig())
     store.folder.mkdir(parents=True)
@@ -274,8 +270,6 @@ def test_cached_entry_holding_nan_never_reaches_the_model(tmp_path):
     assert np.all(np.isfinite(sets["train"].x))
 
 
-@pytest.mark.xfail(strict=True, reason="features/store.py (not ours to edit): FeatureStore.get checks "
-                   "shape and dtype but not np.isfinite, so a NaN entry is a hit instead of a miss")
 def test_cache_refuses_an_entry_holding_nan(tmp_path):
     store = FeatureStore(tmp_path / "cache", FeatureConfig())
     h = "cd" * 16

@@ -37,7 +37,7 @@ import soundfile as sf
 import soxr
 
 from progrock.audio.decode import (_SNDFILE_EXTENSIONS, DecodedAudio, _check_path, _ffmpeg_reason,
-                                   _quiet_stderr)
+                                   _quiet_stderr, check_samples)
 from progrock.constants import SR
 from progrock.errors import DecodeError
 
@@ -178,7 +178,10 @@ def _pyav_source(path: Path) -> tuple[int, int, Iterator[np.ndarray]]:
         container.close()
         raise DecodeError(path, "the file holds no audio stream")
     stream = streams[0]
-    source_sr = int(stream.codec_context.sample_rate or stream.rate)
+    source_sr = int(stream.codec_context.sample_rate or stream.rate or 0)
+    if source_sr <= 0:
+        container.close()
+        raise DecodeError(path, "not a recognised audio file (FFmpeg finds no sample rate)")
     resampler = av.AudioResampler(format="fltp", layout=None, rate=None)
 
     def frames() -> Iterator[np.ndarray]:
@@ -220,8 +223,7 @@ def _run(path: Path, source: tuple[int, int, Iterator[np.ndarray]], sink, sr: in
         if channels == 0:
             channels = int(data.shape[0])
         y = _mono(data)
-        if not np.all(np.isfinite(y)):
-            raise DecodeError(path, "audio holds NaN or infinite samples")
+        check_samples(path, y)  # the same refusal as decode(): NaN, infinity, absurd magnitudes
         n_source += y.size
         emit(resampler.resample_chunk(y) if resampler is not None else y)
     if n_source == 0:

@@ -30,7 +30,6 @@ import hashlib
 import json
 import math
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,6 +37,7 @@ import numpy as np
 import torch
 
 import progrock
+from progrock.atomic import atomic_write_bytes, write_temporary
 from progrock.constants import CLASSES
 from progrock.data.snippets import SnippetConfig
 from progrock.errors import ConfigError, ModelError, ProgrockError
@@ -54,6 +54,7 @@ _REQUIRED_KEYS = ("format", "format_version", "class_names", "model_config", "fe
 
 # ---------------------------------------------------------------------------------------------
 # small I/O helpers, shared with the training loop's resumable state
+# (atomic_write_bytes and write_temporary live in progrock.atomic, shared with the feature cache)
 
 
 def sha256_file(path: str | os.PathLike) -> str:
@@ -63,42 +64,6 @@ def sha256_file(path: str | os.PathLike) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
-
-
-def _write_temporary(path: Path, data: bytes) -> str:
-    """Write ``data`` to a fsynced temporary file beside ``path``; returns its name.
-
-    Raises :class:`ProgrockError` naming ``path`` (and removes the temporary file) if it fails.
-    """
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    except OSError as exc:
-        raise ProgrockError(f"{path}: cannot write ({exc.strerror or exc})") from exc
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-    except BaseException as exc:
-        Path(tmp).unlink(missing_ok=True)
-        if isinstance(exc, OSError):  # a full disk, a read-only folder: name the file, keep the old one
-            raise ProgrockError(f"{path}: cannot write ({exc.strerror or exc}); "
-                                f"the previous {path.name}, if any, is unchanged") from exc
-        raise
-    return tmp
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file in the same folder and ``os.replace``.
-
-    Raises
-    ------
-    ProgrockError
-        The write failed (e.g. "No space left on device"); the temporary file
-        is removed and ``path`` keeps its previous content.
-    """
-    path = Path(path)
-    os.replace(_write_temporary(path, data), path)
 
 
 def atomic_write_json(path: str | os.PathLike, obj) -> None:
@@ -238,9 +203,9 @@ def save_model(out_dir: str | os.PathLike, model: SeedCNN, *, model_config: Mode
     text = (json.dumps(_jsonable(description), indent=2, allow_nan=False) + "\n").encode()
     # Both files are written in full before either replaces the old pair: a full disk (or any
     # write error) leaves the previous model as it was, never new weights beside an old JSON.
-    tmp_weights = _write_temporary(weights_path, weights)
+    tmp_weights = write_temporary(weights_path, weights)
     try:
-        tmp_json = _write_temporary(json_path, text)
+        tmp_json = write_temporary(json_path, text)
     except BaseException:
         Path(tmp_weights).unlink(missing_ok=True)
         raise
