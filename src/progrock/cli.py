@@ -70,6 +70,29 @@ feature_set_option = click.option("--feature-set", default="seed43", show_defaul
                                   help="Feature set: seed43 or logmel.")
 
 
+def engine_options(fn):
+    """``--engine`` and ``--scheduler``: where the per-song work runs (see progrock.engines)."""
+    from progrock.engines import ENGINES
+
+    fn = click.option("--scheduler", default=None, metavar="ADDRESS",
+                      help="Dask scheduler, e.g. tcp://host:8786 (with --engine dask; without it a "
+                           "local Dask cluster of --jobs workers is started). Files, cache and outputs "
+                           "must be on storage every worker sees, at the same path.")(fn)
+    return click.option("--engine", type=click.Choice(sorted(ENGINES)), default="local", show_default=True,
+                        help="local: worker processes here; dask: tasks on a Dask cluster.")(fn)
+
+
+@contextmanager
+def open_engine(engine: str, scheduler: str | None, jobs: int | None):
+    """The engine chosen on the command line, closed (a cluster it started shut down) at the end."""
+    from progrock.engines import make_engine
+
+    with make_engine(engine, jobs=jobs or default_jobs(), scheduler=scheduler) as e:
+        if engine != "local":
+            console.print(f"engine: {e.describe()}")
+        yield e
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="progrock")
 def cli() -> None:
@@ -150,14 +173,17 @@ def scan(source: Path, out_path: Path | None, seed: int, fractions: str, jobs: i
 @cache_option
 @feature_set_option
 @jobs_option
-def features(source: Path, cache: Path | None, feature_set: str, jobs: int | None) -> None:
+@engine_options
+def features(source: Path, cache: Path | None, feature_set: str, jobs: int | None, engine: str,
+             scheduler: str | None) -> None:
     """Compute and cache features of a folder's audio files or a manifest's songs."""
     from progrock.audio import find_audio_files
     from progrock.data.manifest import read_manifest
+    from progrock.engines import workers_share
     from progrock.features import FeatureConfig
     from progrock.features.store import FeatureStore, extract_many
 
-    store = FeatureStore(cache or default_cache(), FeatureConfig.named(feature_set))
+    store = FeatureStore(workers_share(cache or default_cache()), FeatureConfig.named(feature_set))
     if source.is_dir():
         paths, hashes = find_audio_files(source), None
     elif source.is_file():
@@ -166,9 +192,11 @@ def features(source: Path, cache: Path | None, feature_set: str, jobs: int | Non
         paths, hashes = [manifest.resolve(s) for s in songs], [s.audio_sha256 for s in songs]
     else:
         raise ProgrockError(f"{source}: no such folder or manifest")
-    with progress_bar(f"features ({store.config.set})", len(paths)) as advance:
-        results = extract_many(paths, store, known_hashes=hashes, jobs=jobs or default_jobs(),
-                               progress=advance)
+    if engine != "local":  # workers elsewhere open the files by absolute path
+        paths = [workers_share(p) for p in paths]
+    with open_engine(engine, scheduler, jobs) as runner, \
+            progress_bar(f"features ({store.config.set})", len(paths)) as advance:
+        results = extract_many(paths, store, known_hashes=hashes, engine=runner, progress=advance)
     counts = {k: sum(r.status == k for r in results) for k in ("computed", "cached", "failed")}
     out.print(f"{len(results)} files: {counts['computed']} computed, {counts['cached']} cached, "
               f"{counts['failed']} failed  ->  {store.folder}")
@@ -344,9 +372,15 @@ def demo(out_dir: Path, quick: bool, n_songs: int | None, epochs: int | None, se
               help="Also write each song's barcode as a PNG into this folder.")
 @click.option("--cache", type=click.Path(path_type=Path), default=None,
               help="Store the features in this cache too (default: not cached).")
+@click.option("--out", "out_path", type=click.Path(path_type=Path), default=None,
+              help="Append each verdict to this CSV table as it finishes (flushed per row); songs "
+                   "already in it are skipped, so rerunning resumes. Nothing per song on stdout "
+                   "unless --json or --csv.")
 @jobs_option
+@engine_options
 def predict(run_dir: Path, inputs: tuple[Path, ...], as_json: bool, as_csv: bool, barcode_dir: Path | None,
-            cache: Path | None, jobs: int | None) -> None:
+            cache: Path | None, out_path: Path | None, jobs: int | None, engine: str,
+            scheduler: str | None) -> None:
     """Classify songs (files or folders) with the model in RUN_DIR.
 
     Prints each song's verdict, prog probability, vote fraction, number of
@@ -357,7 +391,9 @@ def predict(run_dir: Path, inputs: tuple[Path, ...], as_json: bool, as_csv: bool
     import json
 
     from progrock.model.checkpoint import load_model
+    from progrock.engines import workers_share
     from progrock.predict import classify_files, expand_inputs
+    from progrock.verdicts import VerdictTable
     from progrock.report.barcode import barcode_png, barcode_text
 
     if as_json and as_csv:
@@ -368,15 +404,27 @@ def predict(run_dir: Path, inputs: tuple[Path, ...], as_json: bool, as_csv: bool
     if as_csv:
         writer = csv_module.writer(sys.stdout)
         writer.writerow(["path", "label", "probability", "vote_fraction", "n_snippets", "duration", "barcode"])
-    with progress_bar("classifying", len(files)) as advance:
-        for path, pred, reason in classify_files(model, files, jobs=jobs or default_jobs(), cache=cache,
-                                                 progress=advance):
+    table = VerdictTable(out_path) if out_path is not None else None
+    n_listed = len(files)
+    if table is not None:
+        files = [f for f in files if f not in table]
+    if engine != "local":  # workers elsewhere open the files and the cache by absolute path
+        files, cache = [workers_share(f) for f in files], cache and workers_share(cache)
+    n_prog = n_done = 0
+    with open_engine(engine, scheduler, jobs) as runner, progress_bar("classifying", len(files)) as advance:
+        for path, pred, reason in classify_files(model, files, cache=cache, engine=runner, progress=advance,
+                                                 ordered=table is None):
             if pred is None:
                 failures.append((path, reason))
                 continue
+            n_done, n_prog = n_done + 1, n_prog + pred.is_prog
+            if table is not None:
+                table.add(path, pred)
             if barcode_dir is not None:
                 barcode_png(pred.snippet_starts, pred.snippet_probs, pred.duration,
                             barcode_dir / (Path(path).name + ".png"), title=f"{Path(path).name}: {pred.label}")
+            if table is not None and not (as_json or as_csv):
+                continue  # the table is the output
             if as_json:
                 click.echo(json.dumps(pred.to_dict()))
             elif writer is not None:
@@ -388,6 +436,10 @@ def predict(run_dir: Path, inputs: tuple[Path, ...], as_json: bool, as_csv: bool
                 out.print(f"[{colour}]{pred.label:>7}[/{colour}]  p={pred.probability:.2f}  "
                           f"votes={pred.vote_fraction:.2f}  n={pred.n_snippets:<3} "
                           f"[{colour}]{barcode_text(pred.snippet_probs, width=30)}[/{colour}]  {path}")
+    if table is not None:
+        table.close()
+        console.print(f"{n_done} classified ({n_prog} prog, {n_done - n_prog} nonprog), "
+                      f"{n_listed - len(files)} already in the table, {len(failures)} failed  ->  {out_path}")
     print_failures(failures, "could not be classified")
     if failures:
         raise SystemExit(1)

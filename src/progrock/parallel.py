@@ -1,23 +1,17 @@
-"""Run one function over many files in worker processes, in order, with progress."""
+"""Run one function over many files in worker processes, in order, with progress.
+
+Kept for the callers that only ever run on this machine (scan, corpus); the
+engines that can also run on a cluster are in :mod:`progrock.engines`.
+"""
 
 from __future__ import annotations
 
-from concurrent.futures import ProcessPoolExecutor
 from typing import Callable, Iterable
 
+from progrock.engines import LocalEngine
 
-def map_files(fn: Callable, paths: list[str], *, jobs: int = 1,
+
+def map_files(fn: Callable, paths: list, *, jobs: int = 1,
               progress: Callable[[int], None] | None = None) -> Iterable:
     """``map(fn, paths)`` in ``jobs`` processes, in order, calling ``progress(1)`` as each ends."""
-    if jobs <= 1 or len(paths) <= 1:
-        for p in paths:
-            out = fn(p)
-            if progress:
-                progress(1)
-            yield out
-        return
-    with ProcessPoolExecutor(max_workers=jobs) as pool:
-        for out in pool.map(fn, paths, chunksize=1):
-            if progress:
-                progress(1)
-            yield out
+    yield from LocalEngine(jobs).map_ordered(fn, list(paths), progress=progress)

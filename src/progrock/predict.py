@@ -18,9 +18,9 @@ from progrock.constants import CLASSES
 from progrock.errors import ProgrockError
 from progrock.evaluation.verdict import song_verdict
 from progrock.features import FeatureConfig, compute_features
-from progrock.features.store import FeatureStore, extract_file
+from progrock.engines import Engine, LocalEngine
+from progrock.features.store import FeatureStore, cached_features, extract_file
 from progrock.model.checkpoint import LoadedModel
-from progrock.parallel import map_files
 
 
 @dataclass
@@ -91,21 +91,64 @@ def classify_array(model: LoadedModel, y: np.ndarray, sr: int, *, name: str = "<
                              name=name, duration=len(y) / sr)
 
 
-def _features_job(args: tuple[str, dict, str | None]) -> tuple[np.ndarray | None, str]:
-    """Features of one file (in a worker): ``(features, "")`` or ``(None, reason)``."""
-    path, cfg, cache = args
-    config = FeatureConfig.from_dict(cfg)
+def _song_job(args: tuple[str, str | None, tuple[str, str] | LoadedModel]) -> tuple[SongPrediction | None, str]:
+    """Features and verdict of one file (in a worker; the same function for every engine).
+
+    ``args`` is ``(path, cache folder or None, model)``, the model as ``(model.json
+    path, weights SHA-256)`` that each worker process loads once. Returns
+    ``(prediction, "")`` or ``(None, reason)``: a bad file is a value, never an
+    exception, so no engine retries it.
+    """
+    path, cache, ref = args
     try:
-        x, h = extract_file(path, config)
+        model = _worker_model(ref)
         if cache:
-            store = FeatureStore(cache, config)
-            if h not in store:
-                store.put(h, x)
-        return x, ""
+            x, _, _ = cached_features(path, FeatureStore(cache, model.feature_config))
+        else:
+            x, _ = extract_file(path, model.feature_config)
+        return classify_features(model, x, name=path), ""
     except ProgrockError as exc:
         return None, getattr(exc, "reason", str(exc))
     except Exception as exc:  # noqa: BLE001 - one file must not stop a batch
         return None, f"unexpected {type(exc).__name__}: {exc}"
+
+
+_MODELS: dict[tuple[str, str], LoadedModel] = {}
+_ONE_THREAD_PID = 0
+
+
+def _model_ref(model: LoadedModel) -> tuple[str, str] | LoadedModel:
+    """How a job names the model: its files (loaded once per worker), else the model itself."""
+    if model.path is None:
+        return model
+    ref = (str(Path(model.path).resolve()), str(model.metadata.get("weights", {}).get("sha256", "")))
+    _MODELS[ref] = model  # this process (and forked workers) need not load it again
+    return ref
+
+
+def _worker_model(ref: tuple[str, str] | LoadedModel) -> LoadedModel:
+    """The model of a job; in a worker process torch runs on one thread (one song per process)."""
+    global _ONE_THREAD_PID
+    import multiprocessing
+
+    if multiprocessing.parent_process() is not None and _ONE_THREAD_PID != os.getpid():
+        import torch
+
+        torch.set_num_threads(1)
+        _ONE_THREAD_PID = os.getpid()
+    if isinstance(ref, LoadedModel):
+        return ref
+    model = _MODELS.get(ref)
+    if model is None:
+        from progrock.errors import ModelError
+        from progrock.model.checkpoint import load_model
+
+        model = load_model(ref[0])
+        if str(model.metadata.get("weights", {}).get("sha256", "")) != ref[1]:
+            raise ModelError(f"{ref[0]}: the model on this worker differs from the client's")
+        _MODELS.clear()
+        _MODELS[ref] = model
+    return model
 
 
 def classify_file(model: LoadedModel, path: str | os.PathLike, *, name: str | None = None) -> SongPrediction:
@@ -116,9 +159,14 @@ def classify_file(model: LoadedModel, path: str | os.PathLike, *, name: str | No
 
 def classify_files(model: LoadedModel, paths: Sequence[str | os.PathLike], *, jobs: int = 1,
                    cache: str | os.PathLike | None = None,
-                   progress: Callable[[int], None] | None = None
+                   progress: Callable[[int], None] | None = None,
+                   engine: Engine | None = None, ordered: bool = True
                    ) -> Iterator[tuple[str, SongPrediction | None, str]]:
-    """Verdicts on many files, features in ``jobs`` processes, in the order given.
+    """Verdicts on many files, each file's features and verdict in a worker.
+
+    Runs in ``jobs`` local processes, or on ``engine`` (see :mod:`progrock.engines`;
+    on a cluster the files, the model's folder and the cache must be on storage
+    every worker sees). ``ordered=False`` yields each song as it finishes.
 
     Yields
     ------
@@ -126,15 +174,14 @@ def classify_files(model: LoadedModel, paths: Sequence[str | os.PathLike], *, jo
         A file that cannot be decoded or is too short is reported with its
         reason and the others go on.
     """
-    args = [(str(p), model.feature_config.to_dict(), str(cache) if cache else None) for p in paths]
-    for (path, _, _), (x, reason) in zip(args, map_files(_features_job, args, jobs=jobs, progress=progress)):
-        if x is None:
-            yield path, None, reason
-            continue
-        try:
-            yield path, classify_features(model, x, name=path), ""
-        except ProgrockError as exc:
-            yield path, None, getattr(exc, "reason", str(exc))
+    ref = _model_ref(model)
+    args = [(str(p), str(cache) if cache else None, ref) for p in paths]
+    engine = engine or LocalEngine(jobs)
+    kw = dict(progress=progress, on_error=lambda item, reason: (None, reason))
+    results = (enumerate(engine.map_ordered(_song_job, args, **kw)) if ordered
+               else engine.map_unordered(_song_job, args, **kw))
+    for i, (pred, reason) in results:
+        yield args[i][0], pred, reason
 
 
 def expand_inputs(inputs: Sequence[str | os.PathLike]) -> tuple[list[Path], list[tuple[str, str]]]:

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import tempfile
 from collections import deque
-from functools import lru_cache
+from functools import lru_cache, wraps
 from typing import Iterator
 
 import librosa
@@ -54,6 +54,24 @@ BLOCK_FRAMES = 256
 
 FFT_FRAMES = 64
 """Frames per FFT call: its float64 temporaries (1 MB each) stay in cache."""
+
+
+def one_blas_thread(fn):
+    """Run ``fn`` with BLAS on one thread, so its products round the same in every process.
+
+    OpenBLAS splits a product differently with 1 or N threads and the last bit
+    of the chroma (``S_T @ C_T``) changes with it: without this, features would
+    depend on the core count of the machine (or worker) computing them.
+    """
+    @wraps(fn)
+    def one_thread(*args, **kwargs):
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(limits=1, user_api="blas"):
+            return fn(*args, **kwargs)
+
+    return one_thread
+
 
 # ---------------------------------------------------------------------------
 # Filterbanks and window, cached by their parameters
@@ -417,6 +435,7 @@ class Seed43Stream:
         return tuning_from_peaks(np.concatenate(self._pitches), np.concatenate(self._mags),
                                  bins_per_octave=self.n_chroma)
 
+    @one_blas_thread
     def finish(self) -> np.ndarray:
         """The features of everything given to :meth:`update`.
 

@@ -15,20 +15,20 @@ miss and is removed.
 
 from __future__ import annotations
 
+import io
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 
-from progrock.audio import decode
+from progrock.atomic import atomic_write_bytes
 from progrock.errors import ProgrockError
 from progrock.features.config import FeatureConfig
 from progrock.features.sets import compute_features
-from progrock.parallel import map_files
+from progrock.engines import Engine, LocalEngine
 
 DEFAULT_CACHE = Path(".progrock-cache")
 
@@ -70,7 +70,8 @@ class FeatureStore:
         except (ValueError, OSError, EOFError):
             p.unlink(missing_ok=True)
             return None
-        if x.ndim != 2 or x.shape[0] != self.config.n_features or x.dtype != np.float32:
+        if (x.ndim != 2 or x.shape[0] != self.config.n_features or x.dtype != np.float32
+                or not np.all(np.isfinite(x))):
             p.unlink(missing_ok=True)
             return None
         return x
@@ -84,29 +85,21 @@ class FeatureStore:
         if not np.all(np.isfinite(features)):
             raise ProgrockError("feature matrix holds NaN or infinite values; not cached")
         p = self.path(audio_sha256)
-        p.parent.mkdir(parents=True, exist_ok=True)
-        self._write_config()
-        fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{audio_sha256}.", suffix=".tmp")
         try:
-            with os.fdopen(fd, "wb") as fh:
-                np.save(fh, features.astype(np.float32, copy=False), allow_pickle=False)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, p)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+            p.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ProgrockError(f"{p.parent}: cannot create the feature cache folder "
+                                f"({exc.strerror or exc})") from exc
+        self._write_config()
+        buf = io.BytesIO()
+        np.save(buf, features.astype(np.float32, copy=False), allow_pickle=False)
+        atomic_write_bytes(p, buf.getbuffer())
         return p
 
     def _write_config(self) -> None:
         cfg = self.folder / "config.json"
-        if cfg.exists():
-            return
-        self.folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=".config.", suffix=".tmp")
-        with os.fdopen(fd, "w") as fh:
-            json.dump(self.config.to_dict(), fh, indent=2)
-        os.replace(tmp, cfg)
+        if not cfg.exists():
+            atomic_write_bytes(cfg, json.dumps(self.config.to_dict(), indent=2).encode())
 
 
 @dataclass
@@ -135,23 +128,57 @@ def extract_file(path: str | os.PathLike, config: FeatureConfig) -> tuple[np.nda
     return extract_streamed(path, config)
 
 
-def _job(args: tuple[str, str, str, dict]) -> FeatureResult:
-    path, known_hash, root, cfg = args
-    config = FeatureConfig.from_dict(cfg)
-    store = FeatureStore(root, config)
-    if known_hash and known_hash in store:
-        return FeatureResult(path, "cached", known_hash)
+def cached_features(path: str | os.PathLike, store: FeatureStore, *, known_hash: str = "",
+                    need: bool = True) -> tuple[np.ndarray | None, str, str]:
+    """Features of one file through the cache, checked before anything is computed.
+
+    A known hash already cached is not even decoded; otherwise the file is
+    decoded once (giving its hash), and the features are finished and stored
+    only if the cache lacks them. Two workers on one song both compute it and
+    the second atomic rename wins with the same bytes: never a broken entry.
+
+    Returns
+    -------
+    features : np.ndarray [shape=(n_features, n_frames), dtype=float32] or None
+        ``None`` only when cached and ``need`` is false.
+    audio_sha256 : str
+    status : str
+        ``"cached"`` or ``"computed"``.
+
+    Raises
+    ------
+    ProgrockError
+        The file cannot be decoded, or the features cannot be stored.
+    """
     from progrock.features.streaming import stream_features
 
-    try:
-        sink, info = stream_features(path, config)  # decoded in blocks; features not finished
-        h = info.sha256
-        if h in store:
+    if known_hash and known_hash in store:
+        x = store.get(known_hash) if need else None
+        if x is not None or not need:
+            return x, known_hash, "cached"
+    sink, info = stream_features(path, store.config)  # decoded in blocks; features not finished
+    h = info.sha256
+    if h in store:
+        x = store.get(h) if need else None
+        if x is not None or not need:
             sink.close()
-            return FeatureResult(path, "cached", h)
-        x = sink.finish()
-        store.put(h, x)
-        return FeatureResult(path, "computed", h, x.shape[1])
+            return x, h, "cached"
+    x = sink.finish()
+    store.put(h, x)
+    return x, h, "computed"
+
+
+def _job(args: tuple[str, str, str, dict]) -> FeatureResult:
+    """One file into the cache (in a worker; the same function for every engine).
+
+    Per-file errors are returned as a failed result, never raised: an engine
+    must not retry a broken file.
+    """
+    path, known_hash, root, cfg = args
+    store = FeatureStore(root, FeatureConfig.from_dict(cfg))
+    try:
+        x, h, status = cached_features(path, store, known_hash=known_hash, need=False)
+        return FeatureResult(path, status, h, 0 if x is None else x.shape[1])
     except ProgrockError as exc:
         return FeatureResult(path, "failed", error=getattr(exc, "reason", str(exc)))
     except Exception as exc:  # noqa: BLE001 - one file must not stop a batch
@@ -160,13 +187,15 @@ def _job(args: tuple[str, str, str, dict]) -> FeatureResult:
 
 def extract_many(paths: Sequence[str | os.PathLike], store: FeatureStore, *,
                  known_hashes: Sequence[str] | None = None, jobs: int = 1,
-                 progress: Callable[[FeatureResult], None] | None = None) -> list[FeatureResult]:
-    """Features of many files into ``store``, in ``jobs`` processes.
+                 progress: Callable[[FeatureResult], None] | None = None,
+                 engine: Engine | None = None) -> list[FeatureResult]:
+    """Features of many files into ``store``, in ``jobs`` processes or on ``engine``.
 
     Files whose decoded-audio hash is known (from a manifest) and already cached
     are not even decoded. Every entry is stored as soon as it is computed, so an
     interrupted run resumes where it stopped. A file that fails is reported with
-    its reason and nothing is cached for it.
+    its reason and nothing is cached for it. On a cluster engine the store's
+    folder must be one every worker sees (the same path on shared storage).
 
     Returns
     -------
@@ -174,9 +203,14 @@ def extract_many(paths: Sequence[str | os.PathLike], store: FeatureStore, *,
     """
     hashes = list(known_hashes) if known_hashes is not None else [""] * len(paths)
     args = [(str(p), h, str(store.root), store.config.to_dict()) for p, h in zip(paths, hashes)]
-    results = []
-    for res in map_files(_job, args, jobs=jobs):
-        results.append(res)
+    engine = engine or LocalEngine(jobs)
+    results: list[FeatureResult | None] = [None] * len(args)
+    for i, res in engine.map_unordered(_job, args, on_error=_failed):
+        results[i] = res
         if progress:
             progress(res)
     return results
+
+
+def _failed(args: tuple, reason: str) -> FeatureResult:
+    return FeatureResult(args[0], "failed", error=reason)

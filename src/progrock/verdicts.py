@@ -1,0 +1,90 @@
+"""A table of song verdicts written row by row: follow a long run, resume it.
+
+``predict --out verdicts.csv`` appends one row per song as it finishes and
+flushes it, so ``tail -f`` shows progress and a killed run loses at most the
+row being written. Reopening the same table skips the songs already in it; a
+last row cut off mid-write is dropped (and its song classified again).
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+
+from progrock.errors import ProgrockError
+
+COLUMNS = ("path", "label", "probability", "vote_fraction", "n_snippets", "duration", "barcode")
+"""The columns, as ``predict --csv`` prints them; ``barcode`` is the snippets' probabilities."""
+
+
+def row_of(path: str, pred) -> list:
+    """A :class:`~progrock.predict.SongPrediction` as a table row."""
+    return [path, pred.label, pred.probability, pred.vote_fraction, pred.n_snippets, pred.duration,
+            " ".join(f"{p:.3f}" for p in pred.snippet_probs)]
+
+
+def song_key(path: str | os.PathLike) -> str:
+    """What identifies a song across runs: its absolute path."""
+    return os.path.abspath(os.fspath(path))
+
+
+class VerdictTable:
+    """A CSV of verdicts opened for appending.
+
+    Parameters
+    ----------
+    path : path-like
+        Created with a header if missing; if it exists it must have this
+        table's header, and its songs are :attr:`done`.
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self.done: set[str] = set()
+        if self.path.suffix.lower() == ".parquet":
+            raise ProgrockError(f"{self.path}: only CSV tables are written (.csv)")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fresh = not self.path.exists() or self.path.stat().st_size == 0
+        if not fresh:
+            self._drop_partial_row()
+            with self.path.open(newline="", encoding="utf-8") as fh:
+                reader = csv.reader(fh)
+                header = next(reader, None)
+                if header is None:
+                    fresh = True
+                elif tuple(header) != COLUMNS:
+                    raise ProgrockError(f"{self.path}: not a verdict table (header {header}); "
+                                        "choose another --out")
+                else:
+                    self.done = {song_key(row[0]) for row in reader if row}
+        self._fh = self.path.open("a", newline="", encoding="utf-8")
+        self._writer = csv.writer(self._fh)
+        if fresh:
+            self._writer.writerow(COLUMNS)
+            self._fh.flush()
+
+    def _drop_partial_row(self) -> None:
+        """Cut a last line that has no newline: a row interrupted mid-write."""
+        with self.path.open("rb+") as fh:
+            data = fh.read()
+            if data and not data.endswith(b"\n"):
+                fh.truncate(data.rfind(b"\n") + 1)
+
+    def __contains__(self, path: str | os.PathLike) -> bool:
+        return song_key(path) in self.done
+
+    def add(self, path: str, pred) -> None:
+        """Append and flush one song's row."""
+        self._writer.writerow(row_of(path, pred))
+        self._fh.flush()
+        self.done.add(song_key(path))
+
+    def close(self) -> None:
+        self._fh.close()
+
+    def __enter__(self) -> "VerdictTable":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
