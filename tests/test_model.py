@@ -173,3 +173,39 @@ def test_folded_normalisation_equals_explicit_normalisation():
     model(x).sum().backward()
     assert model.normalisation.mean.grad is not None
     assert float(model.normalisation.log_scale.grad.abs().sum()) > 0
+
+
+@pytest.mark.parametrize("kernel_size", [5, 4])
+def test_fast_scores_equal_the_plain_modules_in_both_layouts_and_modes(kernel_size):
+    """``scores`` (channels-last 2-D convolutions) computes what the modules in order compute.
+
+    Same outputs in evaluation; in training the same dropout draws for the same
+    seed, and the same gradients for every parameter. Tolerance: float32
+    rounding of differently ordered sums (1e-4 relative).
+    """
+    torch.manual_seed(5)
+    model = SeedCNN(ModelConfig(kernel_size=kernel_size))
+    rng = np.random.default_rng(3)
+    model.normalisation.initialise(rng.uniform(-20, 20, 43), rng.uniform(0.5, 10, 43))
+    x = torch.from_numpy(rng.normal(3, 8, (5, 43, 431)).astype(np.float32))
+    x_tm = x.transpose(1, 2).contiguous()                      # [B, T, F], as the training loop keeps it
+    for training in (False, True):
+        model.train(training)
+        outs, grads = [], []
+        for run in (lambda: model.reference_scores(x), lambda: model.scores(x),
+                    lambda: model.scores(x_tm, time_major=True)):
+            model.zero_grad()
+            torch.manual_seed(9)                               # the same dropout draws
+            s = run()
+            (s ** 2).sum().backward()
+            outs.append(s.detach().numpy())
+            grads.append([p.grad.clone().numpy() for p in model.parameters()])
+        for out, grad in zip(outs[1:], grads[1:]):
+            np.testing.assert_allclose(out, outs[0], rtol=1e-4, atol=1e-4)
+            for g, g0 in zip(grad, grads[0]):
+                np.testing.assert_allclose(g, g0, rtol=1e-3, atol=1e-3 * float(np.abs(g0).max()))
+        if training:                                           # dropout really acted
+            model.eval()
+            assert not np.allclose(outs[0], model.reference_scores(x).detach().numpy())
+    with pytest.raises(ConfigError, match="frames, 43"):
+        model.scores(x, time_major=True)

@@ -1,8 +1,10 @@
 """The training loop: :func:`train_model`.
 
 One epoch = one shuffled pass over all training snippets (kept as one float32
-tensor, batches gathered by index), then an evaluation pass over the
-validation snippets:
+tensor ``[N, frames, features]``, transposed once so that the network's
+channels-last convolutions need no per-batch copy; batches gathered by index
+into one reused buffer), then an evaluation pass over the validation snippets
+(transposed likewise):
 
 * loss (BCE with logits, prog weighted by ``pos_weight`` - see
   :class:`~progrock.training.config.TrainConfig`; the validation loss uses the
@@ -167,9 +169,29 @@ def _record_metrics(prefix: str, y_true, y_pred, y_score=None) -> dict:
     return {f"accuracy_{prefix}": m["accuracy"], f"balanced_accuracy_{prefix}": m["balanced_accuracy"]}
 
 
-def _evaluate(model: SeedCNN, s: SnippetSet, criterion: nn.Module, batch_size: int) -> tuple[dict, np.ndarray]:
-    """Validation record (loss, snippet and song accuracies) and snippet probabilities."""
-    logits = predict_logits(model, s.x, batch_size=batch_size)
+def _time_major(x: np.ndarray, *, chunk: int = 256) -> torch.Tensor:
+    """Snippets ``[N, F, T]`` as one contiguous float32 tensor ``[N, T, F]``, copied in chunks.
+
+    The layout :meth:`SeedCNN.scores` runs its convolutions in (``time_major=True``):
+    transposed once here, a batch is then a plain gather, with no per-step copy.
+    """
+    out = torch.empty((x.shape[0], x.shape[2], x.shape[1]), dtype=torch.float32)
+    for i in range(0, len(x), chunk):
+        c = torch.from_numpy(np.ascontiguousarray(x[i:i + chunk], dtype=np.float32))
+        out[i:i + chunk].copy_(c.transpose(1, 2))
+    return out
+
+
+def _evaluate(model: SeedCNN, s: SnippetSet, criterion: nn.Module, batch_size: int,
+              x_time_major: torch.Tensor | None = None) -> tuple[dict, np.ndarray]:
+    """Validation record (loss, snippet and song accuracies) and snippet probabilities.
+
+    ``x_time_major``: ``s.x`` already transposed by :func:`_time_major` (faster).
+    """
+    if x_time_major is None:
+        logits = predict_logits(model, s.x, batch_size=batch_size)
+    else:
+        logits = predict_logits(model, x_time_major.numpy(), batch_size=batch_size, time_major=True)
     y = s.y
     with torch.no_grad():
         loss = float(criterion(torch.from_numpy(logits), torch.from_numpy(y.astype(np.float32))))
@@ -183,7 +205,10 @@ def _evaluate(model: SeedCNN, s: SnippetSet, criterion: nn.Module, batch_size: i
 
 def _train_epoch(model, optimizer, criterion, x: torch.Tensor, y: torch.Tensor,
                  generator: torch.Generator, batch_size: int, device: torch.device) -> tuple[float, np.ndarray]:
-    """One shuffled pass; returns the mean training loss and each snippet's probability."""
+    """One shuffled pass; returns the mean training loss and each snippet's probability.
+
+    ``x`` is the training set as :func:`_time_major` gives it: ``[N, T, F]``.
+    """
     model.train()
     n = len(x)
     perm = torch.randperm(n, generator=generator)
@@ -196,7 +221,7 @@ def _train_epoch(model, optimizer, criterion, x: torch.Tensor, y: torch.Tensor,
         xb = torch.index_select(x, 0, idx, out=buffer[:len(idx)]).to(device, non_blocking=True)
         yb = y.index_select(0, idx).to(device)
         optimizer.zero_grad(set_to_none=True)
-        logits = model(xb)
+        logits = model(xb, time_major=True)
         loss = criterion(logits, yb)
         loss.backward()
         optimizer.step()
@@ -361,7 +386,8 @@ def train_model(train: SnippetSet, validation: SnippetSet, *, model_config: Mode
                                      lr=tc.lr, weight_decay=tc.weight_decay)
         criterion = nn.BCEWithLogitsLoss(
             pos_weight=None if pos_weight is None else torch.tensor([pos_weight], dtype=torch.float32))
-        x = torch.from_numpy(np.ascontiguousarray(train.x, dtype=np.float32))
+        x = _time_major(train.x)            # a transposed copy of both sets, made once
+        x_val = _time_major(validation.x)
         y = torch.from_numpy(train.y.astype(np.float32))
         train_fp, val_fp = _fingerprint(train), _fingerprint(validation)
 
@@ -412,7 +438,7 @@ def train_model(train: SnippetSet, validation: SnippetSet, *, model_config: Mode
                 train_verdicts = song_verdicts(train_probs, train.song, len(train.songs))
                 record["accuracy_song_train"] = binary_metrics(
                     train.song_labels, [v.is_prog for v in train_verdicts])["accuracy"]
-                val_record, _ = _evaluate(model, validation, criterion, tc.batch_size)
+                val_record, _ = _evaluate(model, validation, criterion, tc.batch_size, x_val)
                 record.update(val_record)
                 record["seconds_train"] = t_train
                 record["seconds"] = time.perf_counter() - t0
