@@ -161,6 +161,11 @@ def test_keyboard_reaches_the_file_picker_and_the_barcode(sync_api, page, model,
     """Tab to the button, Enter opens the file chooser; the barcode then takes focus and arrow keys."""
     expect = sync_api.expect
     song = sorted(demo_corpus.rglob("*.wav"))[-1]
+    # Playwright turns on file-chooser interception without waiting for the browser's reply; a
+    # listener added now (and the round trips below) make sure it is on before Enter is pressed,
+    # else a busy machine can open a real, invisible dialog that never reaches the test.
+    chosen = []
+    page.on("filechooser", lambda fc: chosen.append(fc))
     for _ in range(10):
         page.keyboard.press("Tab")
         if page.evaluate("document.activeElement && document.activeElement.id") == "choose":
@@ -168,7 +173,7 @@ def test_keyboard_reaches_the_file_picker_and_the_barcode(sync_api, page, model,
     assert page.evaluate("document.activeElement.id") == "choose"
     with page.expect_file_chooser() as chooser:
         page.keyboard.press("Enter")
-    assert chooser.value.is_multiple()
+    assert chooser.value.is_multiple() and len(chosen) == 1
     chooser.value.set_files(str(song))
     want = _check_card_against_api(sync_api, page, model, song)
 

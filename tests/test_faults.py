@@ -247,7 +247,7 @@ def test_full_disk_is_a_clear_cli_error(small_disk, demo_corpus, tmp_path, capsy
 
 
 def test_cached_entry_holding_nan_never_reaches_the_model(tmp_path):
-    """A poisoned cache entry: the song is listed as skipped with the reason, the others go on."""
+    """A poisoned cache entry is a miss (recomputed); NaN features from anywhere else are skipped."""
     from progrock.data.dataset import load_features, snippet_sets
     from progrock.data.manifest import scan
     from progrock.data.snippets import SnippetConfig
@@ -257,12 +257,17 @@ def test_cached_entry_holding_nan_never_reaches_the_model(tmp_path):
         write_audio(tmp_path / "data" / "nonprog" / f"n{i}.flac", music(12.0, seed=10 + i, pitch_hz=300), SR)
     manifest = scan(tmp_path / "data", fractions=(1.0, 0.0, 0.0))
     store = FeatureStore(tmp_path / "cache", FeatureConfig())
-    data = load_features(manifest, store)
+    clean = load_features(manifest, store)
     poisoned = manifest.songs[0]
     x = store.get(poisoned.audio_sha256).copy()
     x[3, 10] = np.nan
     np.save(store.path(poisoned.audio_sha256), x)
-    data = load_features(manifest, store)
+    data = load_features(manifest, store)                  # the entry is refused and computed again
+    i = [s.path for s in data.songs].index(poisoned.path)
+    np.testing.assert_array_equal(data.features[i], clean.features[i])
+    assert np.all(np.isfinite(store.get(poisoned.audio_sha256)))
+
+    data.features[i] = x                                   # NaN that did not come through the cache
     skipped: list = []
     sets = snippet_sets(data, SnippetConfig(), skipped=skipped)
     assert skipped == [(poisoned.path, skipped[0][1])] and "NaN or infinite" in skipped[0][1]

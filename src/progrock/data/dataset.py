@@ -51,17 +51,24 @@ def load_features(manifest: Manifest, store: FeatureStore, *, songs: list[Song] 
     results = extract_many([manifest.resolve(s) for s in songs], store,
                            known_hashes=[s.audio_sha256 for s in songs], jobs=jobs,
                            progress=progress)
+    matrices = {i: store.get(res.audio_sha256) for i, res in enumerate(results) if res.status != "failed"}
+    # An entry that was there but is refused on reading (damaged, non-finite) has just been
+    # removed by ``get``: compute those songs once more instead of giving up on them.
+    again = [i for i, x in matrices.items() if x is None]
+    if again:
+        redo = extract_many([manifest.resolve(songs[i]) for i in again], store, jobs=jobs)
+        for i, res in zip(again, redo):
+            results[i] = res
+            matrices[i] = store.get(res.audio_sha256) if res.status != "failed" else None
     out = SongFeatures(songs=[], features=[])
-    for song, res in zip(songs, results):
+    for i, (song, res) in enumerate(zip(songs, results)):
         if res.status == "failed":
             out.failed.append((song, res.error))
-            continue
-        x = store.get(res.audio_sha256)
-        if x is None:  # removed between the two steps: report, do not guess
-            out.failed.append((song, "feature cache entry vanished; run again"))
-            continue
-        out.songs.append(song)
-        out.features.append(x)
+        elif matrices[i] is None:  # removed again by someone else: report, do not guess
+            out.failed.append((song, "feature cache entry vanished twice; run again"))
+        else:
+            out.songs.append(song)
+            out.features.append(matrices[i])
     return out
 
 
