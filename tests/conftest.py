@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import os
 
 import numpy as np
@@ -69,3 +70,21 @@ def tiny_run(demo_corpus, tmp_path_factory):
 
     return train_run(demo_corpus, tmp_path_factory.mktemp("run"), cache=tmp_path_factory.mktemp("run-cache"),
                      train_config=TrainConfig(epochs=40, batch_size=32, seed=0), split_seed=0, jobs=2)
+
+
+def real_songs() -> list[str]:
+    """Real recordings: the Ogg Vorbis songs of Debian's ``fretsonfire-songs-muldjord``.
+
+    Looked for where ``.ci/run`` and ``benchmarks/bench_features.py`` unpack the
+    package (``~/.cache/progrock-bench/deb``). Missing, the test is skipped, or
+    fails where ``PROGROCK_REQUIRE_REAL_AUDIO=1`` (CI).
+    """
+    root = os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")) + "/progrock-bench/deb"
+    found = sorted(glob.glob(f"{root}/usr/share/games/fretsonfire/data/songs/muldjord/*/song.ogg"))
+    if not found:
+        reason = (f"Debian's fretsonfire-songs-muldjord is not unpacked in {root} "
+                  "(.ci/run and benchmarks/bench_features.py fetch it)")
+        if os.environ.get("PROGROCK_REQUIRE_REAL_AUDIO") == "1":
+            pytest.fail(f"PROGROCK_REQUIRE_REAL_AUDIO=1 but {reason}")
+        pytest.skip(reason)
+    return found

@@ -2,14 +2,12 @@
 
 The signal is made here: detuned chords (so the tuning estimate is not 0),
 kick, snare and hi-hat, background noise, a quiet intro and a loud ending
-(so ``top_db`` clipping acts). Real recordings are used too when Debian's
-``fretsonfire-songs-muldjord`` is unpacked where the benchmark puts it.
+(so ``top_db`` clipping acts). Real recordings too: Debian's
+``fretsonfire-songs-muldjord`` (see ``conftest.real_songs``).
 """
 
 from __future__ import annotations
 
-import glob
-import os
 import warnings
 
 import librosa
@@ -19,7 +17,7 @@ import pytest
 from progrock.features import FeatureConfig, compute_features, fast
 from progrock.features.extract import power_spectrogram, reference_seed43
 
-from conftest import SR
+from conftest import SR, real_songs
 
 # As tests/test_features.py: MFCCs and dB values span about ±600, chroma and onset 0..10.
 RTOL = 1e-5
@@ -67,16 +65,6 @@ def band(seconds: float = 30.0, *, sr: int = SR, detune: float = 0.3, seed: int 
 @pytest.fixture(scope="module")
 def y() -> np.ndarray:
     return band()
-
-
-def debian_songs() -> list[str]:
-    roots = [os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")) + "/progrock-bench/deb",
-             "/work/realmusic/x"]
-    for root in roots:
-        found = sorted(glob.glob(f"{root}/usr/share/games/fretsonfire/data/songs/muldjord/*/song.ogg"))
-        if found:
-            return found
-    return []
 
 
 def test_power_spectrogram_equals_librosa_bit_for_bit(y):
@@ -185,12 +173,11 @@ def test_spool_gives_blocks_back_in_order_across_memory_and_disk():
         assert a.dtype == c.dtype and b.dtype == d.dtype
 
 
-@pytest.mark.skipif(not debian_songs(), reason="Debian's fretsonfire-songs-muldjord is not unpacked here")
 @pytest.mark.parametrize("index", [0, 1])
 def test_real_recordings_same_tuning_and_features_within_tolerance(index):
     from progrock.audio import decode
 
-    y = decode(debian_songs()[index]).y[: 60 * SR]
+    y = decode(real_songs()[index]).y[: 60 * SR]
     S = np.abs(librosa.stft(y)) ** 2
     acc = fast.Seed43Stream()
     acc.update(fast.power_frames(y))

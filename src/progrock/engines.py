@@ -188,6 +188,9 @@ class DaskEngine(Engine):
         except OSError as exc:
             raise ProgrockError(f"cannot reach the Dask scheduler at {scheduler}: {exc}") from exc
         self._check_workers()
+        from progrock.dask_plugin import ArrayFriendlyMalloc
+
+        self.client.register_plugin(ArrayFriendlyMalloc())  # undo Dask's malloc setting (see there)
         threads = sum(self.client.nthreads().values())
         self.window = window or max(256, 4 * threads)
 
