@@ -14,9 +14,15 @@ import librosa
 from progrock.constants import SR
 
 FP_N_FFT = 4096
-FP_HOP = 1024
+FP_HOP = 256
+"""Frames overlap by 15/16, as in Haitsma & Kalker: an encoder's delay that is not a whole number
+of hops (AAC's priming, 512 samples at 22,050 Hz, is half of a 1,024-sample hop) then misaligns two
+copies by at most 128 samples. With a 1,024-sample hop an M4A copy of a real song differed from its
+FLAC in 26 % of the bits, and was not found; now in at most 12 % (``tests/test_real_audio.py``)."""
+FP_MAX_SHIFT = 16
+"""Frames of shift tried when comparing (about +-0.19 s)."""
 FP_BANDS = 17
-FP_BLOCK_FRAMES = 2048
+FP_BLOCK_FRAMES = 8192
 """STFT frames computed at a time (about 95 s of audio), so memory stays flat in the song's length."""
 
 
@@ -31,7 +37,7 @@ def fingerprint(y: np.ndarray, *, sr: int = SR) -> np.ndarray:
     Returns
     -------
     np.ndarray [shape=(FP_BANDS - 1, n_frames - 1), dtype=bool]
-        About 21.5 frames per second at 22,050 Hz; frames overlap by 3/4 so
+        About 86 frames per second at 22,050 Hz; frames overlap by 15/16 so
         that an encoder's delay (MP3, AAC priming) shifts few bits.
     """
     E = _mel_power(np.asarray(y, dtype=np.float32), sr)
@@ -60,7 +66,7 @@ def _mel_power(y: np.ndarray, sr: int) -> np.ndarray:
     return out
 
 
-def fingerprint_distance(a: np.ndarray, b: np.ndarray, *, max_shift: int = 4,
+def fingerprint_distance(a: np.ndarray, b: np.ndarray, *, max_shift: int = FP_MAX_SHIFT,
                          min_frames: int = 1) -> float:
     """Bit error rate between two fingerprints, minimised over small time shifts.
 
