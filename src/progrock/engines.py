@@ -28,7 +28,7 @@ from __future__ import annotations
 import os
 import uuid
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from progrock.errors import ProgrockError
 
@@ -81,7 +81,14 @@ class Engine:
         self.close()
 
 
-def _done(out: Any, progress: Progress | None) -> Any:
+def _done(result: Callable[[], Any], item: Any, on_error: OnError | None, progress: Progress | None) -> Any:
+    """``result()``; an exception it raises goes to ``on_error(item, reason)`` (else is raised); then progress."""
+    try:
+        out = result()
+    except Exception as exc:  # noqa: BLE001 - handed to on_error, else raised
+        if on_error is None:
+            raise
+        out = on_error(item, failure_reason(exc))
     if progress:
         progress(1)
     return out
@@ -111,13 +118,7 @@ class LocalEngine(Engine):
         items = list(items)
         if self.jobs <= 1 or len(items) <= 1:
             for i, item in enumerate(items):
-                try:
-                    out = fn(item)
-                except Exception as exc:  # noqa: BLE001 - handed to on_error, else raised
-                    if on_error is None:
-                        raise
-                    out = on_error(item, failure_reason(exc))
-                yield i, _done(out, progress)
+                yield i, _done(lambda: fn(item), item, on_error, progress)
             return
         pool = ProcessPoolExecutor(max_workers=min(self.jobs, len(items)))
         try:
@@ -136,13 +137,7 @@ class LocalEngine(Engine):
                 done, _ = wait(pending, return_when=FIRST_COMPLETED)
                 for fut in done:
                     i = pending.pop(fut)
-                    try:
-                        out = fut.result()
-                    except Exception as exc:  # noqa: BLE001
-                        if on_error is None:
-                            raise
-                        out = on_error(items[i], failure_reason(exc))
-                    yield i, _done(out, progress)
+                    yield i, _done(fut.result, items[i], on_error, progress)
                 fill()
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
@@ -238,15 +233,10 @@ class DaskEngine(Engine):
         try:
             for fut in flow:
                 i = key_of.pop(fut.key)
-                try:
-                    out = fut.result()
-                except Exception as exc:  # noqa: BLE001 - KilledWorker, or a job that raised
-                    if on_error is None:
-                        raise
-                    out = on_error(items[i], failure_reason(exc))
+                out = _done(fut.result, items[i], on_error, progress)  # KilledWorker, or a job that raised
                 fut.release()
                 submit()
-                yield i, _done(out, progress)
+                yield i, out
         finally:
             if key_of:  # the caller stopped early: drop what is still queued
                 flow.clear()
@@ -285,13 +275,6 @@ def make_engine(name: str = "local", *, jobs: int = 1, scheduler: str | None = N
     if scheduler:
         raise ProgrockError("--scheduler is an address of a Dask cluster: use it with --engine dask")
     return ENGINES[name](jobs)
-
-
-def map_ordered(fn: Callable, items: Iterable, *, engine: Engine | None = None, jobs: int = 1,
-                progress: Progress | None = None, on_error: OnError | None = None) -> Iterator[Any]:
-    """``fn`` over ``items`` in order, on ``engine`` or else in ``jobs`` local processes."""
-    engine = engine or LocalEngine(jobs)
-    yield from engine.map_ordered(fn, list(items), progress=progress, on_error=on_error)
 
 
 def workers_share(path: str | os.PathLike) -> str:

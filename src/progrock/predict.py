@@ -17,7 +17,7 @@ import numpy as np
 from progrock.constants import CLASSES
 from progrock.errors import ProgrockError
 from progrock.evaluation.verdict import song_verdict
-from progrock.features import FeatureConfig, compute_features
+from progrock.features import compute_features
 from progrock.engines import Engine, LocalEngine
 from progrock.features.store import FeatureStore, cached_features, extract_file
 from progrock.model.checkpoint import LoadedModel
@@ -117,11 +117,15 @@ _MODELS: dict[tuple[str, str], LoadedModel] = {}
 _ONE_THREAD_PID = 0
 
 
+def _weights_sha256(model: LoadedModel) -> str:
+    return str(model.metadata.get("weights", {}).get("sha256", ""))
+
+
 def _model_ref(model: LoadedModel) -> tuple[str, str] | LoadedModel:
     """How a job names the model: its files (loaded once per worker), else the model itself."""
     if model.path is None:
         return model
-    ref = (str(Path(model.path).resolve()), str(model.metadata.get("weights", {}).get("sha256", "")))
+    ref = (str(Path(model.path).resolve()), _weights_sha256(model))
     _MODELS[ref] = model  # this process (and forked workers) need not load it again
     return ref
 
@@ -144,7 +148,7 @@ def _worker_model(ref: tuple[str, str] | LoadedModel) -> LoadedModel:
         from progrock.model.checkpoint import load_model
 
         model = load_model(ref[0])
-        if str(model.metadata.get("weights", {}).get("sha256", "")) != ref[1]:
+        if _weights_sha256(model) != ref[1]:
             raise ModelError(f"{ref[0]}: the model on this worker differs from the client's")
         _MODELS.clear()
         _MODELS[ref] = model

@@ -30,7 +30,7 @@ from progrock.audio import decode, find_audio_files
 from progrock.audio.fingerprint import FP_HOP, fingerprint, fingerprint_distance
 from progrock.constants import CLASSES, SPLITS, SR
 from progrock.errors import DatasetError, ProgrockError
-from progrock.parallel import map_files
+from progrock.engines import LocalEngine
 
 MANIFEST_NAME = "manifest.csv"
 DUPLICATE_BER = 0.15
@@ -368,7 +368,7 @@ def scan(source: str | os.PathLike, *, seed: int = 0,
         on_total(len(songs))
     paths = [str(manifest.resolve(s)) for s in songs]
     fps: dict[int, np.ndarray] = {}
-    for i, info in enumerate(map_files(_probe, paths, jobs=jobs, progress=progress)):
+    for i, info in enumerate(LocalEngine(jobs).map_ordered(_probe, paths, progress=progress)):
         s = songs[i]
         if "error" in info:
             s.error, s.split = info["error"], ""

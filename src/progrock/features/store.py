@@ -27,7 +27,6 @@ import numpy as np
 from progrock.atomic import atomic_write_bytes
 from progrock.errors import ProgrockError
 from progrock.features.config import FeatureConfig
-from progrock.features.sets import compute_features
 from progrock.engines import Engine, LocalEngine
 
 DEFAULT_CACHE = Path(".progrock-cache")
@@ -152,17 +151,23 @@ def cached_features(path: str | os.PathLike, store: FeatureStore, *, known_hash:
     """
     from progrock.features.streaming import stream_features
 
-    if known_hash and known_hash in store:
-        x = store.get(known_hash) if need else None
-        if x is not None or not need:
+    def hit(h: str) -> tuple[bool, np.ndarray | None]:
+        """Whether ``h`` is cached (and readable, when its features are needed), and them."""
+        if h not in store:
+            return False, None
+        x = store.get(h) if need else None
+        return x is not None or not need, x
+
+    if known_hash:
+        found, x = hit(known_hash)
+        if found:
             return x, known_hash, "cached"
     sink, info = stream_features(path, store.config)  # decoded in blocks; features not finished
     h = info.sha256
-    if h in store:
-        x = store.get(h) if need else None
-        if x is not None or not need:
-            sink.close()
-            return x, h, "cached"
+    found, x = hit(h)
+    if found:
+        sink.close()
+        return x, h, "cached"
     x = sink.finish()
     store.put(h, x)
     return x, h, "computed"

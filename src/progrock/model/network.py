@@ -225,11 +225,6 @@ class SeedCNN(nn.Module):
         bias = conv.bias - weight.squeeze(-1) @ norm.mean
         return weight, bias
 
-    def _normalised_stem(self, x: torch.Tensor) -> torch.Tensor:
-        """``stem.conv(normalisation(x))`` in one kernel-1 convolution on ``[B, F, T]``."""
-        weight, bias = self._folded_stem()
-        return nn.functional.conv1d(x, weight, bias)
-
     def scores(self, x: torch.Tensor, *, time_major: bool = False) -> torch.Tensor:
         """Per-time-step scores before voting: ``[B, F, T] -> [B, T / 2**n_blocks]``.
 
