@@ -183,15 +183,12 @@ def _time_major(x: np.ndarray, *, chunk: int = 256) -> torch.Tensor:
 
 
 def _evaluate(model: SeedCNN, s: SnippetSet, criterion: nn.Module, batch_size: int,
-              x_time_major: torch.Tensor | None = None) -> tuple[dict, np.ndarray]:
+              x_time_major: torch.Tensor) -> tuple[dict, np.ndarray]:
     """Validation record (loss, snippet and song accuracies) and snippet probabilities.
 
-    ``x_time_major``: ``s.x`` already transposed by :func:`_time_major` (faster).
+    ``x_time_major``: ``s.x`` as :func:`_time_major` gives it, made once per training.
     """
-    if x_time_major is None:
-        logits = predict_logits(model, s.x, batch_size=batch_size)
-    else:
-        logits = predict_logits(model, x_time_major.numpy(), batch_size=batch_size, time_major=True)
+    logits = predict_logits(model, x_time_major.numpy(), batch_size=batch_size, time_major=True)
     y = s.y
     with torch.no_grad():
         loss = float(criterion(torch.from_numpy(logits), torch.from_numpy(y.astype(np.float32))))
