@@ -15,8 +15,10 @@ One command::
    a validation pass with song votes every epoch. Ours is
    :func:`progrock.training.train_model` with the same settings (it also
    writes its resumable state, history and TensorBoard events every epoch).
-   Both run ``--epochs`` epochs per round, interleaved, ``--rounds`` rounds;
-   seconds per epoch are wall time between consecutive epoch ends (so set-up
+   Both run ``--epochs`` epochs per round, interleaved, ``--rounds`` rounds,
+   each side in a fresh process (``train_model`` sets glibc's allocator
+   thresholds for the process; the plain loop must not inherit them); seconds
+   per epoch are wall time between consecutive epoch ends (so set-up
    is left out and everything an epoch does is in), the median over a round,
    the best round kept.
 
@@ -192,35 +194,48 @@ def epoch_seconds(stamps: list[float]) -> float:
     return float(np.median(gaps)) if len(gaps) else float("nan")
 
 
-def case_speed(args) -> None:
+def speed_side(args) -> None:
+    """One side of the speed case, in a process of its own: prints one JSON line."""
+    import json
+
     from progrock.training import positive_weight
 
     torch.set_num_threads(args.threads)
-    t = time.perf_counter()
     train, val = synthetic_set(args.n_train, 1), synthetic_set(args.n_val, 2)
-    print(f"\n## speed: {len(train)} training x {len(val)} validation snippets of 43 x 431, "
-          f"batch 1024, {args.epochs} epochs per round, {args.threads} threads "
-          f"(data made in {time.perf_counter() - t:.1f} s)")
     pw = positive_weight(train.y, "balanced")
+    load0 = load()
+    stamps: list[float] = []
+    t0 = time.perf_counter()
+    if args.speed_side == "reference":
+        reference_train(train, val, epochs=args.epochs, seed=0, pos_weight=pw,
+                        on_epoch=lambda e: stamps.append(time.perf_counter()))
+    else:
+        with tempfile.TemporaryDirectory() as d:
+            ours_train(train, val, epochs=args.epochs, seed=0, threads=args.threads, out_dir=d,
+                       on_epoch=lambda e: stamps.append(time.perf_counter()))
+    print(json.dumps({"per_epoch": epoch_seconds(stamps), "total": time.perf_counter() - t0,
+                      "load": [load0, load()]}))
+
+
+def case_speed(args) -> None:
+    """Each side runs in a fresh process (``--speed-side``), so neither inherits the other's
+    allocator state: ``train_model`` raises glibc's malloc thresholds, the plain loop would not."""
+    import json
+    import subprocess
+
+    print(f"\n## speed: {args.n_train} training x {args.n_val} validation snippets of 43 x 431, "
+          f"batch 1024, {args.epochs} epochs per round, {args.threads} threads, each side in its own process")
     rows = []
     for r in range(args.rounds):
         for side in ("reference", "ours"):
-            load0 = load()
-            stamps: list[float] = []
-            t0 = time.perf_counter()
-            if side == "reference":
-                reference_train(train, val, epochs=args.epochs, seed=0, pos_weight=pw,
-                                on_epoch=lambda e: stamps.append(time.perf_counter()))
-            else:
-                with tempfile.TemporaryDirectory() as d:
-                    ours_train(train, val, epochs=args.epochs, seed=0, threads=args.threads, out_dir=d,
-                               on_epoch=lambda e: stamps.append(time.perf_counter()))
-            total = time.perf_counter() - t0
-            per_epoch = epoch_seconds(stamps)
-            rows.append((r, side, per_epoch, total, load0, load()))
-            print(f"round {r + 1} {side:9s}  {per_epoch:6.3f} s/epoch   ({total:6.1f} s for {args.epochs} "
-                  f"epochs with set-up)   load {load0} -> {load()}", flush=True)
-    best = {side: min(p for _, s, p, *_ in rows if s == side) for side in ("reference", "ours")}
+            cmd = [sys.executable, __file__, "--speed-side", side, "--threads", str(args.threads),
+                   "--epochs", str(args.epochs), "--n-train", str(args.n_train), "--n-val", str(args.n_val)]
+            out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+            res = json.loads(out.strip().splitlines()[-1])
+            rows.append((side, res["per_epoch"]))
+            print(f"round {r + 1} {side:9s}  {res['per_epoch']:6.3f} s/epoch   ({res['total']:6.1f} s for "
+                  f"{args.epochs} epochs with set-up)   load {res['load'][0]} -> {res['load'][1]}", flush=True)
+    best = {side: min(p for s, p in rows if s == side) for side in ("reference", "ours")}
     print(f"\n| side | s/epoch (best round) | 300 epochs | ratio |\n|---|---:|---:|---:|")
     for side in ("reference", "ours"):
         print(f"| {side} | {best[side]:.3f} | {300 * best[side] / 60:.1f} min | "
@@ -303,7 +318,11 @@ def main(argv=None) -> int:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3])
     p.add_argument("--demo-songs", type=int, default=160)
     p.add_argument("--cache", default=str(DEFAULT_CACHE))
+    p.add_argument("--speed-side", choices=("reference", "ours"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.speed_side:
+        speed_side(args)
+        return 0
     import platform
     print(f"torch {torch.__version__}, {platform.processor() or platform.machine()}, nproc {os.cpu_count()}, "
           f"MALLOC_MMAP_THRESHOLD_={os.environ.get('MALLOC_MMAP_THRESHOLD_', 'unset')}, load {load()}")

@@ -216,3 +216,67 @@ def test_unlabelled_or_misshapen_sets_are_refused(data, tmp_path):
     with pytest.raises(ConfigError, match="shape"):
         train_model(train, val, model_config=ModelConfig(), train_config=_config(epochs=1),
                     out_dir=tmp_path, feature_config=FeatureConfig(), snippet_config=SnippetConfig())
+
+
+@pytest.mark.parametrize("n_threads", [1, 2, 3])
+def test_batch_on_threads_has_the_gradient_of_one_plain_pass(data, n_threads):
+    """A batch split over threads: the plain modules' loss, logits and gradient, same draws.
+
+    The reference is one pass of the whole batch through the modules in order
+    (``reference_scores`` with its own Dropout1d draws, then noisy voting), the
+    mean weighted BCE, and autograd. The threaded step draws the same masks
+    and voting weights up front and sums the parts' gradients.
+    """
+    from progrock.model.network import SeedCNN
+    from progrock.training.loop import _batch_gradients, _time_major
+    from progrock.training.threads import BatchThreads
+
+    train = data[0]
+    torch.manual_seed(0)
+    model = SeedCNN(MODEL).train()
+    model.normalisation.initialise(*feature_statistics(train.x))
+    params = [p for p in model.parameters() if p.requires_grad]
+    pos_weight = torch.tensor([2.0])
+    idx = torch.randperm(len(train), generator=torch.Generator().manual_seed(1))[:45]
+    y = torch.from_numpy(train.y.astype(np.float32))
+
+    torch.manual_seed(7)
+    logits0 = model.voting(model.reference_scores(torch.from_numpy(train.x[idx.numpy()])))
+    loss0 = torch.nn.functional.binary_cross_entropy_with_logits(logits0, y[idx], pos_weight=pos_weight)
+    grads0 = torch.autograd.grad(loss0, params)
+
+    torch.manual_seed(7)
+    with BatchThreads(n_threads) as threads:
+        loss, grads, logits = _batch_gradients(model, params, _time_major(train.x), y, idx, pos_weight, threads)
+    np.testing.assert_allclose(logits.numpy(), logits0.detach().numpy(), rtol=1e-4, atol=1e-4)
+    assert loss == pytest.approx(float(loss0), rel=1e-5)
+    for g, g0 in zip(grads, grads0):
+        np.testing.assert_allclose(g.numpy(), g0.numpy(), rtol=1e-3, atol=1e-4 * float(g0.abs().max()))
+
+
+def test_batch_threads_split_map_in_order_and_restore_settings():
+    from progrock.training.threads import BatchThreads
+
+    before = torch.get_num_threads()
+    with BatchThreads(3) as threads:
+        assert torch.get_num_threads() == 1
+        for n in (1, 2, 3, 10, 1024):
+            parts = threads.parts(n)
+            assert len(parts) == min(3, n) and parts[0].start == 0 and parts[-1].stop == n
+            assert all(a.stop == b.start and a.stop > a.start for a, b in zip(parts, parts[1:]))
+            assert threads.map(lambda k, rows: (k, rows.start), n) == [(k, r.start) for k, r in enumerate(parts)]
+        finished = []
+
+        def part(k, rows):
+            if k == 0:
+                raise ValueError("part 0 failed")
+            import time
+            time.sleep(0.2)
+            finished.append(k)
+
+        with pytest.raises(ValueError, match="part 0 failed"):
+            threads.map(part, 9)
+        assert sorted(finished) == [1, 2]              # the other parts had finished when it was raised
+    assert torch.get_num_threads() == before
+    with pytest.raises(ConfigError):
+        BatchThreads(0)

@@ -42,7 +42,11 @@ class TrainConfig:
         Stop after this many epochs without a better validation song balanced
         accuracy (``None``: run all epochs; the best epoch is kept either way).
     num_threads : int, optional
-        ``torch.set_num_threads`` during training (``None``: ``os.cpu_count()``).
+        Threads training each batch, one part of it each, with PyTorch
+        single-threaded in every one (:class:`~progrock.training.threads.BatchThreads`;
+        ``None``: ``os.cpu_count()``). The same seed, data and thread count give
+        the same weights; another thread count gives the same function, summed
+        in another order.
     histogram_every : int
         TensorBoard weight/activation histograms every this many epochs (and
         at the last); 0 turns them off.

@@ -62,6 +62,7 @@ from progrock.errors import ConfigError, DatasetError, ModelError
 from progrock.evaluation.metrics import binary_metrics, choose_threshold
 from progrock.evaluation.verdict import song_verdicts, song_vote_scores
 from progrock.features.config import FeatureConfig
+from progrock.malloc import array_friendly_malloc
 from progrock.model.checkpoint import (
     _jsonable,
     atomic_save_tensors,
@@ -74,6 +75,7 @@ from progrock.model.checkpoint import (
 from progrock.model.network import ModelConfig, SeedCNN, predict_logits
 from progrock.training.config import TrainConfig, positive_weight
 from progrock.training.monitor import TrainingMonitor, write_plots
+from progrock.training.threads import BatchThreads
 
 STATE_FORMAT = "progrock-training-state"
 STATE_VERSION = 1
@@ -182,13 +184,26 @@ def _time_major(x: np.ndarray, *, chunk: int = 256) -> torch.Tensor:
     return out
 
 
+def _logits(model: SeedCNN, x: np.ndarray, batch_size: int, threads: BatchThreads,
+            time_major: bool = False) -> np.ndarray:
+    """Evaluation-mode logits of snippets ``x``, one contiguous part per thread."""
+    was_training = model.training
+    model.eval()                            # here, not in the threads: the flag is shared
+    try:
+        parts = threads.map(lambda _i, rows: predict_logits(model, x[rows], batch_size=batch_size,
+                                                            time_major=time_major), len(x))
+    finally:
+        model.train(was_training)
+    return np.concatenate(parts)
+
+
 def _evaluate(model: SeedCNN, s: SnippetSet, criterion: nn.Module, batch_size: int,
-              x_time_major: torch.Tensor) -> tuple[dict, np.ndarray]:
+              x_time_major: torch.Tensor, threads: BatchThreads) -> tuple[dict, np.ndarray]:
     """Validation record (loss, snippet and song accuracies) and snippet probabilities.
 
     ``x_time_major``: ``s.x`` as :func:`_time_major` gives it, made once per training.
     """
-    logits = predict_logits(model, x_time_major.numpy(), batch_size=batch_size, time_major=True)
+    logits = _logits(model, x_time_major.numpy(), batch_size, threads, time_major=True)
     y = s.y
     with torch.no_grad():
         loss = float(criterion(torch.from_numpy(logits), torch.from_numpy(y.astype(np.float32))))
@@ -200,30 +215,67 @@ def _evaluate(model: SeedCNN, s: SnippetSet, criterion: nn.Module, batch_size: i
     return record, probs
 
 
-def _train_epoch(model, optimizer, criterion, x: torch.Tensor, y: torch.Tensor,
-                 generator: torch.Generator, batch_size: int, device: torch.device) -> tuple[float, np.ndarray]:
+def _batch_gradients(model: SeedCNN, params: list[torch.Tensor], x: torch.Tensor, y: torch.Tensor,
+                     idx: torch.Tensor, pos_weight: torch.Tensor | None, threads: BatchThreads,
+                     buffers: list[torch.Tensor] | None = None,
+                     device: torch.device = torch.device("cpu")):
+    """Mean loss of the batch ``x[idx]`` (``x`` time-major), its gradient and its logits.
+
+    The batch is split into one part per thread (:class:`BatchThreads`). The
+    random draws of the whole batch are made first (:meth:`SeedCNN.draw_noise`),
+    each part computes the gradient of its share of the batch's mean loss, and
+    the parts' gradients are added in part order: the gradient one pass over
+    the whole batch gives, with the same draws.
+
+    Returns
+    -------
+    loss : float
+    grads : list of torch.Tensor
+        One per entry of ``params``.
+    logits : torch.Tensor
+        ``[len(idx)]``, detached.
+    """
+    noise = model.draw_noise(len(idx))
+
+    def part(k: int, rows: slice):
+        i = idx[rows]
+        out = None if buffers is None else buffers[k][:len(i)]
+        xb = torch.index_select(x, 0, i, out=out).to(device, non_blocking=True)
+        logits = model(xb, time_major=True, noise=noise.rows(rows))
+        loss = nn.functional.binary_cross_entropy_with_logits(
+            logits, y.index_select(0, i).to(device), pos_weight=pos_weight, reduction="sum") / len(idx)
+        return float(loss), torch.autograd.grad(loss, params), logits.detach()
+
+    results = threads.map(part, len(idx))
+    grads = [sum((r[1][j] for r in results[1:]), results[0][1][j]) for j in range(len(params))]
+    return sum(r[0] for r in results), grads, torch.cat([r[2] for r in results])
+
+
+def _train_epoch(model: SeedCNN, optimizer: torch.optim.Optimizer, pos_weight: torch.Tensor | None,
+                 x: torch.Tensor, y: torch.Tensor, generator: torch.Generator, batch_size: int,
+                 device: torch.device, threads: BatchThreads) -> tuple[float, np.ndarray]:
     """One shuffled pass; returns the mean training loss and each snippet's probability.
 
     ``x`` is the training set as :func:`_time_major` gives it: ``[N, T, F]``.
+    One Adam step per batch (:func:`_batch_gradients`).
     """
     model.train()
     n = len(x)
+    params = [p for p in model.parameters() if p.requires_grad]
     perm = torch.randperm(n, generator=generator)
     probs = np.empty(n, dtype=np.float64)
     total = 0.0
-    # one reused gather buffer: a fresh 76 MB batch per step would be mmapped and faulted in anew
-    buffer = torch.empty((min(batch_size, n),) + tuple(x.shape[1:]), dtype=x.dtype)
-    for i in range(0, n, batch_size):
-        idx = perm[i:i + batch_size]
-        xb = torch.index_select(x, 0, idx, out=buffer[:len(idx)]).to(device, non_blocking=True)
-        yb = y.index_select(0, idx).to(device)
-        optimizer.zero_grad(set_to_none=True)
-        logits = model(xb, time_major=True)
-        loss = criterion(logits, yb)
-        loss.backward()
+    # one reused gather buffer per part: a fresh 76 MB batch per step would be mapped and faulted in anew
+    rows = max(r.stop - r.start for r in threads.parts(min(batch_size, n))) + 1   # + 1: a smaller last batch
+    buffers = [torch.empty((rows,) + tuple(x.shape[1:]), dtype=x.dtype) for _ in range(threads.n_threads)]
+    for start in range(0, n, batch_size):
+        idx = perm[start:start + batch_size]
+        loss, grads, logits = _batch_gradients(model, params, x, y, idx, pos_weight, threads, buffers, device)
+        for p, g in zip(params, grads):
+            p.grad = g
         optimizer.step()
-        total += float(loss.detach()) * len(idx)
-        probs[idx.numpy()] = torch.sigmoid(logits.detach()).double().cpu().numpy()
+        total += loss * len(idx)
+        probs[idx.numpy()] = torch.sigmoid(logits).double().cpu().numpy()
     return total / n, probs
 
 
@@ -369,9 +421,10 @@ def train_model(train: SnippetSet, validation: SnippetSet, *, model_config: Mode
     pos_weight = positive_weight(train.y, tc.class_weight)
     device = torch.device(tc.device)
 
-    old_threads = torch.get_num_threads()
-    torch.set_num_threads(tc.num_threads or os.cpu_count() or 1)
-    try:
+    # a training step allocates and frees hundreds of MB: keep them in the process (page faults
+    # took a quarter of a step's time with glibc's default thresholds)
+    array_friendly_malloc(trim_bytes=512 << 20)
+    with BatchThreads(tc.num_threads or os.cpu_count() or 1) as threads:
         torch.manual_seed(tc.seed)
         np.random.seed(tc.seed)
         generator = torch.Generator().manual_seed(tc.seed)
@@ -381,8 +434,8 @@ def train_model(train: SnippetSet, validation: SnippetSet, *, model_config: Mode
         model.to(device)
         optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad],
                                      lr=tc.lr, weight_decay=tc.weight_decay)
-        criterion = nn.BCEWithLogitsLoss(
-            pos_weight=None if pos_weight is None else torch.tensor([pos_weight], dtype=torch.float32))
+        pos_weight_t = None if pos_weight is None else torch.tensor([pos_weight], dtype=torch.float32)
+        criterion = nn.BCEWithLogitsLoss(pos_weight=pos_weight_t)
         x = _time_major(train.x)            # a transposed copy of both sets, made once
         x_val = _time_major(validation.x)
         y = torch.from_numpy(train.y.astype(np.float32))
@@ -427,15 +480,15 @@ def train_model(train: SnippetSet, validation: SnippetSet, *, model_config: Mode
                 if stopped_early:
                     break
                 t0 = time.perf_counter()
-                loss_train, train_probs = _train_epoch(model, optimizer, criterion, x, y, generator,
-                                                       tc.batch_size, device)
+                loss_train, train_probs = _train_epoch(model, optimizer, pos_weight_t, x, y, generator,
+                                                       tc.batch_size, device, threads)
                 t_train = time.perf_counter() - t0
                 record: dict = {"epoch": epoch, "loss_train": loss_train}
                 record.update(_record_metrics("snippet_train", train.y, train_probs >= 0.5))
                 train_verdicts = song_verdicts(train_probs, train.song, len(train.songs))
                 record["accuracy_song_train"] = binary_metrics(
                     train.song_labels, [v.is_prog for v in train_verdicts])["accuracy"]
-                val_record, _ = _evaluate(model, validation, criterion, tc.batch_size, x_val)
+                val_record, _ = _evaluate(model, validation, criterion, tc.batch_size, x_val, threads)
                 record.update(val_record)
                 record["seconds_train"] = t_train
                 record["seconds"] = time.perf_counter() - t0
@@ -481,7 +534,7 @@ def train_model(train: SnippetSet, validation: SnippetSet, *, model_config: Mode
             # -- finalise with the best epoch's weights
             model.load_state_dict(best_state)
             model.eval()
-            metrics, threshold, scores_mean = _final_metrics(model, validation, tc.batch_size)
+            metrics, threshold, scores_mean = _final_metrics(model, validation, tc.batch_size, threads)
             model_path = _save_best(out_dir, model_config, best_state, feature_config, snippet_config, tc,
                                     pos_weight, train, validation, history, best_epoch,
                                     threshold=threshold, metrics=metrics, complete=True,
@@ -498,13 +551,12 @@ def train_model(train: SnippetSet, validation: SnippetSet, *, model_config: Mode
             f"saved {model_path}")
         return TrainResult(model=model, model_path=model_path, threshold=threshold, best_epoch=best_epoch,
                            metrics=metrics, history=history, stopped_early=stopped_early, out_dir=out_dir)
-    finally:
-        torch.set_num_threads(old_threads)
 
 
-def _final_metrics(model: SeedCNN, validation: SnippetSet, batch_size: int) -> tuple[dict, float, np.ndarray]:
+def _final_metrics(model: SeedCNN, validation: SnippetSet, batch_size: int,
+                   threads: BatchThreads) -> tuple[dict, float, np.ndarray]:
     """Validation metrics of the final model, the chosen vote threshold, and song mean probabilities."""
-    logits = predict_logits(model, validation.x, batch_size=batch_size)
+    logits = _logits(model, validation.x, batch_size, threads)
     probs = 1.0 / (1.0 + np.exp(-logits.astype(np.float64)))
     n_songs = len(validation.songs)
     vote_scores = song_vote_scores(probs, validation.song, n_songs)
