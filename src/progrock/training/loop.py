@@ -244,7 +244,7 @@ def _batch_gradients(model: SeedCNN, params: list[torch.Tensor], x: torch.Tensor
         logits = model(xb, time_major=True, noise=noise.rows(rows))
         loss = nn.functional.binary_cross_entropy_with_logits(
             logits, y.index_select(0, i).to(device), pos_weight=pos_weight, reduction="sum") / len(idx)
-        return float(loss), torch.autograd.grad(loss, params), logits.detach()
+        return float(loss.detach()), torch.autograd.grad(loss, params), logits.detach()
 
     results = threads.map(part, len(idx))
     grads = [sum((r[1][j] for r in results[1:]), results[0][1][j]) for j in range(len(params))]
