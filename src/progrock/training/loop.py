@@ -216,9 +216,7 @@ def _evaluate(model: SeedCNN, s: SnippetSet, criterion: nn.Module, batch_size: i
 
 
 def _batch_gradients(model: SeedCNN, params: list[torch.Tensor], x: torch.Tensor, y: torch.Tensor,
-                     idx: torch.Tensor, pos_weight: torch.Tensor | None, threads: BatchThreads,
-                     buffers: list[torch.Tensor] | None = None,
-                     device: torch.device = torch.device("cpu")):
+                     idx: torch.Tensor, pos_weight: torch.Tensor | None, threads: BatchThreads):
     """Mean loss of the batch ``x[idx]`` (``x`` time-major), its gradient and its logits.
 
     The batch is split into one part per thread (:class:`BatchThreads`). The
@@ -237,13 +235,11 @@ def _batch_gradients(model: SeedCNN, params: list[torch.Tensor], x: torch.Tensor
     """
     noise = model.draw_noise(len(idx))
 
-    def part(k: int, rows: slice):
-        i = idx[rows]
-        out = None if buffers is None else buffers[k][:len(i)]
-        xb = torch.index_select(x, 0, i, out=out).to(device, non_blocking=True)
-        logits = model(xb, time_major=True, noise=noise.rows(rows))
+    def part(_k: int, rows: slice):
+        i = idx[rows].to(x.device)
+        logits = model(x, time_major=True, index=i, noise=noise.rows(rows))   # reads x[i] in chunks
         loss = nn.functional.binary_cross_entropy_with_logits(
-            logits, y.index_select(0, i).to(device), pos_weight=pos_weight, reduction="sum") / len(idx)
+            logits, y.index_select(0, i), pos_weight=pos_weight, reduction="sum") / len(idx)
         return float(loss.detach()), torch.autograd.grad(loss, params), logits.detach()
 
     results = threads.map(part, len(idx))
@@ -253,7 +249,7 @@ def _batch_gradients(model: SeedCNN, params: list[torch.Tensor], x: torch.Tensor
 
 def _train_epoch(model: SeedCNN, optimizer: torch.optim.Optimizer, pos_weight: torch.Tensor | None,
                  x: torch.Tensor, y: torch.Tensor, generator: torch.Generator, batch_size: int,
-                 device: torch.device, threads: BatchThreads) -> tuple[float, np.ndarray]:
+                 threads: BatchThreads) -> tuple[float, np.ndarray]:
     """One shuffled pass; returns the mean training loss and each snippet's probability.
 
     ``x`` is the training set as :func:`_time_major` gives it: ``[N, T, F]``.
@@ -265,12 +261,9 @@ def _train_epoch(model: SeedCNN, optimizer: torch.optim.Optimizer, pos_weight: t
     perm = torch.randperm(n, generator=generator)
     probs = np.empty(n, dtype=np.float64)
     total = 0.0
-    # one reused gather buffer per part: a fresh 76 MB batch per step would be mapped and faulted in anew
-    rows = max(r.stop - r.start for r in threads.parts(min(batch_size, n))) + 1   # + 1: a smaller last batch
-    buffers = [torch.empty((rows,) + tuple(x.shape[1:]), dtype=x.dtype) for _ in range(threads.n_threads)]
     for start in range(0, n, batch_size):
         idx = perm[start:start + batch_size]
-        loss, grads, logits = _batch_gradients(model, params, x, y, idx, pos_weight, threads, buffers, device)
+        loss, grads, logits = _batch_gradients(model, params, x, y, idx, pos_weight, threads)
         for p, g in zip(params, grads):
             p.grad = g
         optimizer.step()
@@ -436,9 +429,9 @@ def train_model(train: SnippetSet, validation: SnippetSet, *, model_config: Mode
                                      lr=tc.lr, weight_decay=tc.weight_decay)
         pos_weight_t = None if pos_weight is None else torch.tensor([pos_weight], dtype=torch.float32)
         criterion = nn.BCEWithLogitsLoss(pos_weight=pos_weight_t)
-        x = _time_major(train.x)            # a transposed copy of both sets, made once
+        x = _time_major(train.x).to(device)            # a transposed copy of both sets, made once
         x_val = _time_major(validation.x)
-        y = torch.from_numpy(train.y.astype(np.float32))
+        y = torch.from_numpy(train.y.astype(np.float32)).to(device)
         train_fp, val_fp = _fingerprint(train), _fingerprint(validation)
 
         start_epoch, best_epoch, best_metric, best_loss, since_best = 0, 0, -1.0, float("inf"), 0
@@ -481,7 +474,7 @@ def train_model(train: SnippetSet, validation: SnippetSet, *, model_config: Mode
                     break
                 t0 = time.perf_counter()
                 loss_train, train_probs = _train_epoch(model, optimizer, pos_weight_t, x, y, generator,
-                                                       tc.batch_size, device, threads)
+                                                       tc.batch_size, threads)
                 t_train = time.perf_counter() - t0
                 record: dict = {"epoch": epoch, "loss_train": loss_train}
                 record.update(_record_metrics("snippet_train", train.y, train_probs >= 0.5))
