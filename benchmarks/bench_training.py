@@ -2,9 +2,10 @@
 
 One command::
 
-    .venv/bin/python benchmarks/bench_training.py                      # both cases, about 12 min
-    .venv/bin/python benchmarks/bench_training.py --only speed          # about 2 min
-    .venv/bin/python benchmarks/bench_training.py --only equivalence    # about 10 min
+    .venv/bin/python benchmarks/bench_training.py                      # all three cases, about 25 min
+    .venv/bin/python benchmarks/bench_training.py --only speed          # about 4 min
+    .venv/bin/python benchmarks/bench_training.py --only threads        # about 2 min
+    .venv/bin/python benchmarks/bench_training.py --only equivalence    # about 15 min
 
 1. **speed** - the seed's data size: 11,000 training snippets of 43 x 431 and
    2,500 validation snippets (synthetic numbers, in songs of 30 snippets; the
@@ -22,7 +23,11 @@ One command::
    is left out and everything an epoch does is in), the median over a round,
    the best round kept.
 
-2. **equivalence** - the synthetic demo corpus (``progrock.corpus``, 160 songs,
+2. **threads** - where the two cores go: one epoch of ``train_model``'s step
+   with one thread, with PyTorch's two threads per operation, and with each
+   batch split in two parts on two threads (``BatchThreads``).
+
+3. **equivalence** - the synthetic demo corpus (``progrock.corpus``, 160 songs,
    generated and featured once into the cache folder), train / validation as
    ``progrock train`` cuts them. For each seed both loops train
    ``--eq-epochs`` epochs from the same initial weights; printed: the best
@@ -242,6 +247,48 @@ def case_speed(args) -> None:
               f"{best['reference'] / best[side]:.2f} |")
 
 
+def case_threads(args) -> None:
+    """Where two cores go: one training epoch of ``train_model``'s step with three ways of threading.
+
+    The same epoch function (:func:`progrock.training.loop._train_epoch`) on the
+    seed-size set: one thread; PyTorch's own two threads per operation; and
+    :class:`~progrock.training.threads.BatchThreads` (each batch in two parts,
+    each part on its own thread running PyTorch single-threaded). Rounds
+    interleaved, best and median of ``--rounds`` kept.
+    """
+    from progrock.malloc import array_friendly_malloc
+    from progrock.model.network import ModelConfig, SeedCNN
+    from progrock.training.loop import _time_major, _train_epoch, feature_statistics
+    from progrock.training.threads import BatchThreads
+
+    array_friendly_malloc(trim_bytes=512 << 20)          # as train_model does
+    train = synthetic_set(args.n_train, 1)
+    x, y = _time_major(train.x), torch.from_numpy(train.y.astype(np.float32))
+    torch.manual_seed(0)
+    model = SeedCNN(ModelConfig())
+    model.normalisation.initialise(*feature_statistics(train.x))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    gen = torch.Generator().manual_seed(0)
+    ways = {"one thread": (1, 1), "PyTorch, 2 threads per operation": (1, 2),
+            "BatchThreads(2): 2 parts, 1 thread each": (2, 1)}
+    print(f"\n## threads: one training epoch ({len(train)} snippets, batch 1024), {args.rounds + 1} rounds, "
+          f"the first dropped (warm-up); load {load()}")
+    times: dict[str, list[float]] = {w: [] for w in ways}
+    for r in range(args.rounds + 1):
+        for way, (parts, torch_threads) in ways.items():
+            with BatchThreads(parts) as threads:
+                torch.set_num_threads(torch_threads)
+                t0 = time.perf_counter()
+                _train_epoch(model, opt, torch.tensor([2.0]), x, y, gen, 1024, threads)
+                if r:
+                    times[way].append(time.perf_counter() - t0)
+    one = min(times["one thread"])
+    print("| threading | s / epoch best | median | speed-up over one thread |\n|---|---:|---:|---:|")
+    for way, t in times.items():
+        print(f"| {way} | {min(t):.3f} | {statistics.median(t):.3f} | {one / min(t):.2f} |")
+    print(f"(load {load()})")
+
+
 # ---------------------------------------------------------------------------
 # 2. equivalence
 
@@ -308,7 +355,7 @@ def case_equivalence(args) -> None:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--only", choices=("speed", "equivalence"))
+    p.add_argument("--only", choices=("speed", "threads", "equivalence"))
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--epochs", type=int, default=5, help="epochs per side and round (speed)")
     p.add_argument("--rounds", type=int, default=2)
@@ -328,6 +375,8 @@ def main(argv=None) -> int:
           f"MALLOC_MMAP_THRESHOLD_={os.environ.get('MALLOC_MMAP_THRESHOLD_', 'unset')}, load {load()}")
     if args.only in (None, "speed"):
         case_speed(args)
+    if args.only in (None, "threads"):
+        case_threads(args)
     if args.only in (None, "equivalence"):
         case_equivalence(args)
     return 0

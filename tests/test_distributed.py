@@ -138,7 +138,10 @@ def test_a_worker_killed_mid_run_loses_nothing(library, local_run, tiny_run, sch
     with DaskEngine(scheduler) as engine:
         results = extract_many(paths, store, engine=engine, progress=on_result)
         assert killed and killed[0] not in engine.client.run(os.getpid).values()
-        assert [r.status for r in results].count("computed") == 40
+        # A song the killed worker finished but had not yet reported is recomputed elsewhere and
+        # found in the cache it wrote (atomically) before dying: "cached", not lost.
+        status = [r.status for r in results]
+        assert status.count("computed") + status.count("cached") == 40 and status.count("cached") <= 2
         assert [r.path for r in results if r.status == "failed"] == [str(library / "broken.mp3")]
         assert entries(store.root) == entries(local_run[0])
 
