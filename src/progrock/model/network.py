@@ -453,7 +453,9 @@ class _EluDrop(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, z, mask):
-        r = nn.functional.elu(z).permute(0, 2, 3, 1)            # [B, 1, T, C], contiguous
+        # on the [B, 1, T, C] view, contiguous for a channels-last z: PyTorch's ELU writing a new
+        # channels-last tensor took 34 ms at 1024 x 16 x 431, on the contiguous view 20 ms
+        r = nn.functional.elu(z.permute(0, 2, 3, 1))
         r.mul_(mask[:, None, None, :])
         ctx.save_for_backward(r, mask)
         return r.permute(0, 3, 1, 2)
