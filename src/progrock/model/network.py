@@ -294,11 +294,11 @@ class SeedCNN(nn.Module):
         a ``1 x k`` kernel on a channels-last ``[B, C, 1, T]`` view (the same
         Conv1d weights, viewed with an extra axis): oneDNN's channels-last
         kernels for these few channels are 2-4x faster than its Conv1d ones,
-        forward and backward. In the blocks the max-pool comes before the ELU and the dropout: both
-        are monotone per channel, so the function is the same with half the
-        element-wise work. It is the function of :meth:`reference_scores`
-        (same dropout draws, outputs equal within float rounding;
-        ``tests/test_model.py``).
+        forward and backward. In the blocks the max-pool comes before the ELU
+        and the dropout: both are monotone per channel, so the function is the
+        same with half the element-wise work. It is the function of
+        :meth:`reference_scores` (same dropout draws, outputs equal within
+        float rounding; ``tests/test_model.py``).
         """
         if x.dim() != 3 or x.shape[2 if time_major else 1] != self.config.n_features:
             shape = "[batch, frames, %d]" if time_major else "[batch, %d, frames]"

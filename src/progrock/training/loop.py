@@ -2,9 +2,10 @@
 
 One epoch = one shuffled pass over all training snippets (kept as one float32
 tensor ``[N, frames, features]``, transposed once so that the network's
-channels-last convolutions need no per-batch copy; batches gathered by index
-into one reused buffer), then an evaluation pass over the validation snippets
-(transposed likewise):
+channels-last convolutions need no per-batch copy; the network reads a batch's
+snippets by index, in small chunks), one Adam step per batch, each batch split
+over the threads (:class:`~progrock.training.threads.BatchThreads`); then an
+evaluation pass over the validation snippets (transposed likewise):
 
 * loss (BCE with logits, prog weighted by ``pos_weight`` - see
   :class:`~progrock.training.config.TrainConfig`; the validation loss uses the
