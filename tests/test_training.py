@@ -1,6 +1,7 @@
 """Training on a synthetic learnable problem: learns, saves, monitors, resumes, reproduces."""
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -280,3 +281,17 @@ def test_batch_threads_split_map_in_order_and_restore_settings():
     assert torch.get_num_threads() == before
     with pytest.raises(ConfigError):
         BatchThreads(0)
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="no CPU affinity on this OS")
+def test_default_thread_count_follows_the_cpu_affinity():
+    """A container or ``taskset`` limits the cores; ``os.cpu_count()`` would still count them all."""
+    from progrock.training.threads import available_cores
+
+    before = os.sched_getaffinity(0)
+    try:
+        os.sched_setaffinity(0, {min(before)})
+        assert available_cores() == 1
+    finally:
+        os.sched_setaffinity(0, before)
+    assert available_cores() == len(before)

@@ -44,9 +44,9 @@ class TrainConfig:
     num_threads : int, optional
         Threads training each batch, one part of it each, with PyTorch
         single-threaded in every one (:class:`~progrock.training.threads.BatchThreads`;
-        ``None``: ``os.cpu_count()``). The same seed, data and thread count give
-        the same weights; another thread count gives the same function, summed
-        in another order.
+        ``None``: the cores this process may run on). The same seed, data and
+        thread count give the same weights; another thread count gives the
+        same function, summed in another order.
     histogram_every : int
         TensorBoard weight/activation histograms every this many epochs (and
         at the last); 0 turns them off.

@@ -76,7 +76,7 @@ from progrock.model.checkpoint import (
 from progrock.model.network import ModelConfig, SeedCNN, predict_logits
 from progrock.training.config import TrainConfig, positive_weight
 from progrock.training.monitor import TrainingMonitor, write_plots
-from progrock.training.threads import BatchThreads
+from progrock.training.threads import BatchThreads, available_cores
 
 STATE_FORMAT = "progrock-training-state"
 STATE_VERSION = 1
@@ -418,7 +418,7 @@ def train_model(train: SnippetSet, validation: SnippetSet, *, model_config: Mode
     # a training step allocates and frees hundreds of MB: keep them in the process (page faults
     # took a quarter of a step's time with glibc's default thresholds)
     array_friendly_malloc(trim_bytes=512 << 20)
-    with BatchThreads(tc.num_threads or os.cpu_count() or 1) as threads:
+    with BatchThreads(tc.num_threads or available_cores()) as threads:
         torch.manual_seed(tc.seed)
         np.random.seed(tc.seed)
         generator = torch.Generator().manual_seed(tc.seed)

@@ -19,11 +19,22 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Callable, TypeVar
 
+import os
+
 import torch
 
 from progrock.errors import ConfigError
 
 T = TypeVar("T")
+
+
+def available_cores() -> int:
+    """Cores this process may run on: its CPU affinity where the OS has one (a container's
+    cpuset), else ``os.cpu_count()``."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:                   # no sched_getaffinity (macOS, Windows)
+        return os.cpu_count() or 1
 
 
 class BatchThreads:
