@@ -16,10 +16,9 @@ single-threaded and the caller combines the parts in their order.
 
 from __future__ import annotations
 
+import os
 from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Callable, TypeVar
-
-import os
 
 import torch
 
