@@ -258,15 +258,15 @@ def case_threads(args) -> None:
     """
     from progrock.malloc import array_friendly_malloc
     from progrock.model.network import ModelConfig, SeedCNN
-    from progrock.training.loop import _time_major, _train_epoch, feature_statistics
+    from progrock.training.loop import _train_epoch, _training_layout, feature_statistics
     from progrock.training.threads import BatchThreads
 
     array_friendly_malloc(trim_bytes=512 << 20)          # as train_model does
     train = synthetic_set(args.n_train, 1)
-    x, y = _time_major(train.x), torch.from_numpy(train.y.astype(np.float32))
     torch.manual_seed(0)
     model = SeedCNN(ModelConfig())
     model.normalisation.initialise(*feature_statistics(train.x))
+    x, y = _training_layout(model, train.x), torch.from_numpy(train.y.astype(np.float32))
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     gen = torch.Generator().manual_seed(0)
     ways = {"one thread": (1, 1), "PyTorch, 2 threads per operation": (1, 2),

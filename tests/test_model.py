@@ -210,3 +210,119 @@ def test_fast_scores_equal_the_plain_modules_in_both_layouts_and_modes(kernel_si
             assert not np.allclose(outs[0], model.reference_scores(x).detach().numpy())
     with pytest.raises(ConfigError, match="frames, 43"):
         model.scores(x, time_major=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# the fused training pass (progrock.model.fused)
+
+
+def _music_snippets(n: int, n_frames: int) -> np.ndarray:
+    """``n`` snippets ``[n, 43, n_frames]`` of the seed features of music made in code.
+
+    Pieces of different pitch and tempo, each cut at a few frame offsets: real
+    feature values (decibels, chroma, onsets), not random numbers.
+    """
+    from conftest import music
+
+    from progrock.features import FeatureConfig, compute_features
+
+    config = FeatureConfig()
+    out = []
+    for i in range(n):
+        y = music(n_frames * config.hop_length / config.sr + 1.0, seed=i, pitch_hz=110.0 * (1 + i % 7),
+                  beat_s=0.3 + 0.07 * (i % 5))
+        f = compute_features(y, config)
+        start = (7 * i) % (f.shape[1] - n_frames + 1)
+        out.append(f[:, start:start + n_frames])
+    return np.ascontiguousarray(np.stack(out), dtype=np.float32)
+
+
+def _plain_step(model, x, labels, pos_weight, seed):
+    """Loss, logits and gradients of the plain modules in order (their own dropout draws from ``seed``)."""
+    torch.manual_seed(seed)
+    logits = model.voting(model.reference_scores(torch.from_numpy(x)))
+    loss = torch.nn.functional.binary_cross_entropy_with_logits(
+        logits, torch.from_numpy(labels), reduction="sum",
+        pos_weight=None if pos_weight is None else torch.tensor([pos_weight])) / 64
+    params = [p for p in model.parameters() if p.requires_grad]
+    grads = [g.numpy() for g in torch.autograd.grad(loss, params)]
+    return float(loss.detach()), logits.detach().numpy(), grads
+
+
+@pytest.mark.parametrize("config, pos_weight", [
+    (ModelConfig(), 2.5),                                        # the seed's network
+    (ModelConfig(n_frames=200, kernel_size=4), None),             # even kernel: one more pad right
+    (ModelConfig(n_frames=151, kernel_size=7, n_blocks=3), 1.0),  # 5 + 2 taps, odd lengths
+    (ModelConfig(n_frames=120, kernel_size=3, dropout=0.0, stem_channels=5, block_channels=3), 0.4),
+    (ModelConfig(n_frames=90, n_blocks=0, trainable_normalisation=False), 2.0),
+])
+def test_fused_training_pass_equals_the_plain_modules(config, pos_weight):
+    """The fused pass gives the loss, logits and every gradient of the modules in order.
+
+    The reference is one pass through the plain modules (``reference_scores``:
+    Conv1d, ELU, Dropout1d, MaxPool1d in the seed's order, with their own
+    dropout draws), noisy voting, BCE with ``pos_weight`` and autograd; the
+    fused pass gets the same draws from :meth:`SeedCNN.draw_noise` under the
+    same seed, on real feature values, over parts as the training threads cut
+    them. Tolerance: float32 rounding of differently ordered sums.
+    """
+    from progrock.model import fused
+
+    torch.manual_seed(3)
+    model = SeedCNN(config).train()
+    x_all = _music_snippets(12, config.n_frames)
+    model.normalisation.initialise(x_all.mean(axis=(0, 2)), x_all.std(axis=(0, 2)))
+    index = np.array([5, 0, 11, 3, 3, 8, 1, 10, 6])               # a batch, with a repeat
+    labels = (index % 3 == 0).astype(np.float32)
+    loss0, logits0, grads0 = _plain_step(model, x_all[index], labels, pos_weight, seed=8)
+
+    torch.manual_seed(8)
+    noise = model.draw_noise(len(index))
+    parts = [slice(0, 4), slice(4, 9)]
+    loss, grads, logits = fused.training_pass(
+        model, x_all, index, labels, noise, pos_weight=pos_weight, scale=1 / 64,
+        map_parts=lambda fn, n: [fn(k, rows) for k, rows in enumerate(parts)])
+    np.testing.assert_allclose(logits, logits0, rtol=1e-4, atol=1e-4)
+    assert loss == pytest.approx(loss0, rel=1e-5)
+    assert len(grads) == len(grads0)
+    for g, g0 in zip(grads, grads0):
+        assert g.shape == g0.shape
+        np.testing.assert_allclose(g.numpy(), g0, rtol=1e-3, atol=1e-4 * float(np.abs(g0).max()))
+    if config.dropout:                                           # the draws really dropped channels
+        assert any(float(m.min()) == 0 for m in noise.masks)
+    # no gradient may depend on where the batch is cut
+    _, grads_one, logits_one = fused.training_pass(model, x_all, index, labels, noise, pos_weight=pos_weight,
+                                                   scale=1 / 64)
+    np.testing.assert_allclose(logits_one, logits, rtol=1e-6)
+    for g, g1 in zip(grads, grads_one):
+        np.testing.assert_allclose(g1.numpy(), g.numpy(), rtol=1e-4, atol=1e-6 * float(g.abs().max()))
+
+
+def test_fused_logits_equal_predict_logits():
+    from progrock.model import fused
+
+    torch.manual_seed(1)
+    model = SeedCNN(ModelConfig()).train()                       # logits() evaluates all the same
+    x = _music_snippets(6, 431)
+    model.normalisation.initialise(x.mean(axis=(0, 2)), x.std(axis=(0, 2)))
+    expected = predict_logits(model, x)
+    np.testing.assert_allclose(fused.logits(model, x), expected, rtol=1e-4, atol=1e-4)
+    halves = lambda fn, n: [fn(0, slice(0, 2)), fn(1, slice(2, n))]
+    np.testing.assert_allclose(fused.logits(model, x, map_parts=halves), expected, rtol=1e-4, atol=1e-4)
+    with pytest.raises(ConfigError, match="C-contiguous float32"):
+        fused.logits(model, x.transpose(0, 2, 1).copy().transpose(0, 2, 1))
+    with pytest.raises(ConfigError, match="C-contiguous float32"):
+        fused.logits(model, x.astype(np.float64))
+
+
+def test_fused_elu_is_within_two_ulps_of_pytorchs():
+    """The polynomial ELU (vectorisable, no expf call) against PyTorch's on the whole float range."""
+    from progrock.model import fused
+
+    z = np.concatenate([np.linspace(-30, 30, 20_001), -np.logspace(-12, 1.5, 4_001), np.logspace(-12, 3, 500),
+                        [0.0, -0.0, -17.5, -17.4999, -87.0, -1e30, 1e30, 1e-40, -1e-40]]).astype(np.float32)
+    ours = np.array([fused.elu(v) for v in z], dtype=np.float32)
+    theirs = torch.nn.functional.elu(torch.from_numpy(z)).numpy()
+    ulp = np.spacing(np.abs(theirs).astype(np.float32))
+    assert np.all(np.abs(ours - theirs) <= 2 * ulp + 1e-45), z[np.argmax(np.abs(ours - theirs) / ulp)]
+    assert np.all(ours[z > 0] == z[z > 0])

@@ -220,16 +220,19 @@ def test_unlabelled_or_misshapen_sets_are_refused(data, tmp_path):
 
 
 @pytest.mark.parametrize("n_threads", [1, 2, 3])
-def test_batch_on_threads_has_the_gradient_of_one_plain_pass(data, n_threads):
+@pytest.mark.parametrize("layout", ["fused", "time-major"])
+def test_batch_on_threads_has_the_gradient_of_one_plain_pass(data, n_threads, layout):
     """A batch split over threads: the plain modules' loss, logits and gradient, same draws.
 
     The reference is one pass of the whole batch through the modules in order
     (``reference_scores`` with its own Dropout1d draws, then noisy voting), the
     mean weighted BCE, and autograd. The threaded step draws the same masks
-    and voting weights up front and sums the parts' gradients.
+    and voting weights up front and sums the parts' gradients, with the fused
+    pass (the training set as an array, the CPU's path) or the model's own
+    pass (a time-major tensor, the path off the CPU).
     """
     from progrock.model.network import SeedCNN
-    from progrock.training.loop import _batch_gradients, _time_major
+    from progrock.training.loop import _batch_gradients, _time_major, _training_layout
     from progrock.training.threads import BatchThreads
 
     train = data[0]
@@ -248,7 +251,9 @@ def test_batch_on_threads_has_the_gradient_of_one_plain_pass(data, n_threads):
 
     torch.manual_seed(7)
     with BatchThreads(n_threads) as threads:
-        loss, grads, logits = _batch_gradients(model, params, _time_major(train.x), y, idx, pos_weight, threads)
+        x = _training_layout(model, train.x) if layout == "fused" else _time_major(train.x)
+        assert isinstance(x, np.ndarray) == (layout == "fused")
+        loss, grads, logits = _batch_gradients(model, params, x, y, idx, pos_weight, threads)
     np.testing.assert_allclose(logits.numpy(), logits0.detach().numpy(), rtol=1e-4, atol=1e-4)
     assert loss == pytest.approx(float(loss0.detach()), rel=1e-5)
     for g, g0 in zip(grads, grads0):

@@ -18,7 +18,8 @@ predictions are deterministic; ``noisy=True`` (or :func:`noisy_spread`) turns
 it back on to see how much the seed's random verdicts would have moved.
 
 The training loop is in :mod:`progrock.training.loop`; this module only builds
-the network and runs it on arrays.
+the network and runs it on arrays. On the CPU, training runs the same
+function as one compiled loop per snippet (:mod:`progrock.model.fused`).
 """
 
 from __future__ import annotations
@@ -281,7 +282,7 @@ class SeedCNN(nn.Module):
 
         With ``time_major=True`` the input is ``[B, T, F]`` (each snippet
         transposed, contiguous): the layout the convolutions run in, so no
-        copy of the batch is made (the training loop keeps its sets this way).
+        copy of the batch is made (the training loop's layout off the CPU).
         ``index [B]``: score the snippets ``x[index]`` of a larger set ``x``,
         read in small chunks, so the batch is never copied out whole (no
         gradient reaches ``x`` then). ``masks``: the dropout multipliers
@@ -417,81 +418,17 @@ class _Stem(torch.autograd.Function):
         return grad_source, None, grad_w, grad_b, None
 
 
-def _drop_channels(h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """``h [B, C, 1, T]`` (channels-last) times ``mask [B, C]`` per snippet and channel.
-
-    Multiplied through the ``[B, 1, T, C]`` view, in which the channels-last
-    tensor is contiguous: PyTorch broadcasts ``mask`` over that layout about 5x
-    faster than over ``[B, C, 1, T]`` (4.3 vs 21.5 ms at 1024 x 16 x 431, one
-    thread). The result is channels-last again.
-    """
-    return (h.permute(0, 2, 3, 1) * mask[:, None, None, :]).permute(0, 3, 1, 2)
-
-
 def _elu_drop(h: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
     """``ELU(h) * mask`` per snippet and channel on ``h [B, C, 1, T]`` (channels-last).
 
-    ``mask=None``: the ELU alone. On the CPU with gradients the two run as
-    :class:`_EluDrop`, whose backward pass is one fused loop.
+    The ELU runs on the ``[B, 1, T, C]`` view, contiguous for a channels-last
+    ``h``: PyTorch's ELU writing a new channels-last tensor took 34 ms at
+    1024 x 16 x 431, on the contiguous view 20 ms. ``mask=None``: the ELU alone.
     """
     if mask is None:
         return nn.functional.elu(h, inplace=True)     # the producers of h keep no copy of it
-    if h.device.type == "cpu" and torch.is_grad_enabled():
-        return _EluDrop.apply(h, mask)
-    return _drop_channels(nn.functional.elu(h), mask)
-
-
-class _EluDrop(torch.autograd.Function):
-    """``r = ELU(z) * m`` with ``m [B, C]`` 0 or ``s = 1 / (1 - p)``: the dropout after each ELU.
-
-    Its derivative is ``s`` where ``z > 0`` and ``s * exp(z) = r + s`` elsewhere,
-    0 where ``m = 0``: in all cases ``min(r + m, m)``. PyTorch's own backward
-    makes two passes over the layer's largest tensors (the mask's multiply,
-    then the ELU's); one loop reading ``grad`` and ``r`` does it in one
-    (:func:`_elu_drop_backward`, 3.3 vs 11.6 ms at 512 x 16 x 431, one thread).
-    """
-
-    @staticmethod
-    def forward(ctx, z, mask):
-        # on the [B, 1, T, C] view, contiguous for a channels-last z: PyTorch's ELU writing a new
-        # channels-last tensor took 34 ms at 1024 x 16 x 431, on the contiguous view 20 ms
-        r = nn.functional.elu(z.permute(0, 2, 3, 1))
-        r.mul_(mask[:, None, None, :])
-        ctx.save_for_backward(r, mask)
-        return r.permute(0, 3, 1, 2)
-
-    @staticmethod
-    def backward(ctx, grad):
-        r, mask = ctx.saved_tensors
-        g = grad.permute(0, 2, 3, 1).contiguous()                # a view when grad is channels-last
-        out = torch.empty_like(g)
-        b, _, t, c = g.shape
-        _elu_drop_kernel()(g.view(b, t, c).numpy(), r.view(b, t, c).numpy(), mask.contiguous().numpy(),
-                           out.view(b, t, c).numpy())
-        return out.permute(0, 3, 1, 2), None
-
-
-_KERNEL = None
-
-
-def _elu_drop_kernel():
-    """:func:`_elu_drop_backward`, compiled by numba on first use (and cached on disk)."""
-    global _KERNEL
-    if _KERNEL is None:
-        import numba
-
-        _KERNEL = numba.njit(nogil=True, cache=True)(_elu_drop_backward)
-    return _KERNEL
-
-
-def _elu_drop_backward(grad: np.ndarray, r: np.ndarray, mask: np.ndarray, out: np.ndarray) -> None:
-    """``out = grad * min(r + mask, mask)``: arrays ``[B, T, C]`` float32, ``mask [B, C]``."""
-    n_b, n_t, n_c = grad.shape
-    for b in range(n_b):
-        for t in range(n_t):
-            for c in range(n_c):
-                m = mask[b, c]
-                out[b, t, c] = grad[b, t, c] * min(r[b, t, c] + m, m)
+    r = nn.functional.elu(h.permute(0, 2, 3, 1))
+    return (r * mask[:, None, None, :]).permute(0, 3, 1, 2)
 
 
 def count_parameters(model: SeedCNN) -> dict[str, int]:

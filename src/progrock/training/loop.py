@@ -64,6 +64,7 @@ from progrock.evaluation.metrics import binary_metrics, choose_threshold
 from progrock.evaluation.verdict import song_verdicts, song_vote_scores
 from progrock.features.config import FeatureConfig
 from progrock.malloc import array_friendly_malloc
+from progrock.model import fused
 from progrock.model.checkpoint import (
     _jsonable,
     atomic_save_tensors,
@@ -185,9 +186,29 @@ def _time_major(x: np.ndarray, *, chunk: int = 256) -> torch.Tensor:
     return out
 
 
-def _logits(model: SeedCNN, x: np.ndarray, batch_size: int, threads: BatchThreads,
+def _training_layout(model: SeedCNN, x: np.ndarray) -> np.ndarray | torch.Tensor:
+    """A set's snippets ``[N, F, T]`` as the training step reads them, made once per training.
+
+    On the CPU the fused pass (:mod:`progrock.model.fused`) reads the snippets
+    as they are: a C-contiguous float32 array, no copy when it already is one.
+    Elsewhere :meth:`SeedCNN.scores` reads a time-major tensor (:func:`_time_major`).
+    """
+    if fused.supports(model):
+        return np.ascontiguousarray(x, dtype=np.float32)
+    return _time_major(x).to(next(model.parameters()).device)
+
+
+def _logits(model: SeedCNN, x: np.ndarray | torch.Tensor, batch_size: int, threads: BatchThreads,
             time_major: bool = False) -> np.ndarray:
-    """Evaluation-mode logits of snippets ``x``, one contiguous part per thread."""
+    """Evaluation-mode logits of snippets ``x``, one contiguous part per thread.
+
+    ``x``: as :func:`_training_layout` gives it, or ``[N, F, T]`` (``[N, T, F]``
+    with ``time_major``).
+    """
+    if isinstance(x, torch.Tensor):
+        x, time_major = x.cpu().numpy(), True
+    elif fused.supports(model):
+        return fused.logits(model, np.ascontiguousarray(x, dtype=np.float32), map_parts=threads.map)
     was_training = model.training
     model.eval()                            # here, not in the threads: the flag is shared
     try:
@@ -199,12 +220,12 @@ def _logits(model: SeedCNN, x: np.ndarray, batch_size: int, threads: BatchThread
 
 
 def _evaluate(model: SeedCNN, s: SnippetSet, criterion: nn.Module, batch_size: int,
-              x_time_major: torch.Tensor, threads: BatchThreads) -> tuple[dict, np.ndarray]:
+              x: np.ndarray | torch.Tensor, threads: BatchThreads) -> tuple[dict, np.ndarray]:
     """Validation record (loss, snippet and song accuracies) and snippet probabilities.
 
-    ``x_time_major``: ``s.x`` as :func:`_time_major` gives it, made once per training.
+    ``x``: ``s.x`` as :func:`_training_layout` gives it, made once per training.
     """
-    logits = _logits(model, x_time_major.numpy(), batch_size, threads, time_major=True)
+    logits = _logits(model, x, batch_size, threads)
     y = s.y
     with torch.no_grad():
         loss = float(criterion(torch.from_numpy(logits), torch.from_numpy(y.astype(np.float32))))
@@ -216,9 +237,15 @@ def _evaluate(model: SeedCNN, s: SnippetSet, criterion: nn.Module, batch_size: i
     return record, probs
 
 
-def _batch_gradients(model: SeedCNN, params: list[torch.Tensor], x: torch.Tensor, y: torch.Tensor,
-                     idx: torch.Tensor, pos_weight: torch.Tensor | None, threads: BatchThreads):
-    """Mean loss of the batch ``x[idx]`` (``x`` time-major), its gradient and its logits.
+def _batch_gradients(model: SeedCNN, params: list[torch.Tensor], x: np.ndarray | torch.Tensor,
+                     y: torch.Tensor, idx: torch.Tensor, pos_weight: torch.Tensor | None,
+                     threads: BatchThreads):
+    """Mean loss of the batch ``x[idx]``, its gradient and its logits.
+
+    ``x``: the training set as :func:`_training_layout` gives it; an array runs
+    the fused pass (:func:`progrock.model.fused.training_pass`), a tensor the
+    model's own pass (time-major) with autograd. ``params``: the model's
+    parameters that require a gradient, in order.
 
     The batch is split into one part per thread (:class:`BatchThreads`). The
     random draws of the whole batch are made first (:meth:`SeedCNN.draw_noise`),
@@ -235,6 +262,12 @@ def _batch_gradients(model: SeedCNN, params: list[torch.Tensor], x: torch.Tensor
         ``[len(idx)]``, detached.
     """
     noise = model.draw_noise(len(idx))
+    if isinstance(x, np.ndarray):
+        loss, grads, logits = fused.training_pass(
+            model, x, idx.numpy(), y.index_select(0, idx).numpy(), noise,
+            pos_weight=None if pos_weight is None else float(pos_weight), scale=1.0 / len(idx),
+            map_parts=threads.map)
+        return loss, grads, torch.from_numpy(logits)
 
     def part(_k: int, rows: slice):
         i = idx[rows].to(x.device)
@@ -253,7 +286,7 @@ def _train_epoch(model: SeedCNN, optimizer: torch.optim.Optimizer, pos_weight: t
                  threads: BatchThreads) -> tuple[float, np.ndarray]:
     """One shuffled pass; returns the mean training loss and each snippet's probability.
 
-    ``x`` is the training set as :func:`_time_major` gives it: ``[N, T, F]``.
+    ``x`` is the training set as :func:`_training_layout` gives it.
     One Adam step per batch (:func:`_batch_gradients`).
     """
     model.train()
@@ -430,8 +463,8 @@ def train_model(train: SnippetSet, validation: SnippetSet, *, model_config: Mode
                                      lr=tc.lr, weight_decay=tc.weight_decay)
         pos_weight_t = None if pos_weight is None else torch.tensor([pos_weight], dtype=torch.float32)
         criterion = nn.BCEWithLogitsLoss(pos_weight=pos_weight_t)
-        x = _time_major(train.x).to(device)            # a transposed copy of both sets, made once
-        x_val = _time_major(validation.x)
+        x = _training_layout(model, train.x)
+        x_val = _training_layout(model, validation.x)
         y = torch.from_numpy(train.y.astype(np.float32)).to(device)
         train_fp, val_fp = _fingerprint(train), _fingerprint(validation)
 

@@ -1,0 +1,507 @@
+"""The seed network's training pass as one compiled loop per snippet.
+
+:func:`training_pass` computes what the model's pass over a batch
+``x[index]`` with given dropout and voting draws, the weighted BCE loss and
+``torch.autograd.grad`` compute (the loss, the logits and every parameter's
+gradient), with one numba loop over the snippets (:func:`_pass`): each
+snippet goes through the stem, the blocks, the head, the vote, the loss and
+the whole backward pass while its activations (about 200 KB) are in the
+core's cache. PyTorch runs each layer over the whole batch instead, so every
+activation goes to memory and back, and each of its many small operations
+pays its own overhead; for a network this small that is most of a step.
+:func:`logits` is the forward half, for evaluation.
+
+Same function as :meth:`SeedCNN.scores` (pool before ELU and dropout, the
+same dropout masks and voting weights from :meth:`SeedCNN.draw_noise`);
+``tests/test_model.py`` compares the gradients with the plain modules'. The
+sums run in another order than PyTorch's, so results agree to float rounding,
+not bit for bit; the same inputs give the same result on every run.
+
+Layout inside the loop: channels first, time contiguous (``[C, T]``), so
+every inner loop is a multiply-add over a contiguous run of frames that LLVM
+vectorises; each layer's activations are kept with ``(K - 1) // 2`` zero
+frames before and ``K // 2`` after, the "same" padding of the convolutions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numba
+import numpy as np
+import torch
+
+from progrock.errors import ConfigError
+from progrock.model.network import Noise, SeedCNN, output_steps
+
+# reassociation lets LLVM vectorise the sums over frames; the ELU keeps its steps in order
+_FAST = {"reassoc", "contract", "nsz", "arcp"}
+
+# float32 constants: numba would compute with float64 literals in float64
+_F0 = np.float32(0.0)
+_LOG2E = np.float32(1.4426950408889634)
+_LN2 = np.float32(0.6931471805599453)
+_ELU_FLOOR = np.float32(-17.5)      # below it exp(z) - 1 rounds to -1 in float32
+# Cephes' expf polynomial: exp(r) = 1 + r + r^2 P(r) for |r| <= ln(2) / 2
+_P0, _P1, _P2 = np.float32(5.0000001201e-1), np.float32(1.6666665459e-1), np.float32(4.1665795894e-2)
+_P3, _P4, _P5 = np.float32(8.3334519073e-3), np.float32(1.3981999507e-3), np.float32(1.9875691500e-4)
+
+
+@numba.njit(fastmath={"contract"}, cache=True)
+def elu(z):
+    """ELU of a float32 ``z``: ``z`` above 0, ``exp(z) - 1`` below, without a call to ``expf``.
+
+    ``exp(z) = 2**k * exp(r)`` with ``k = round(z / ln 2)`` and
+    ``|r| <= ln(2) / 2``; ``exp(r) - 1`` is Cephes' polynomial, and ``2**k``
+    the float whose exponent bits are ``k + 127`` (``z`` is first clamped to
+    -17.5, where the result is -1 in float32 anyway, so ``-26 <= k <= 0``).
+    Only arithmetic, so LLVM vectorises the loops that call it (8 floats per
+    AVX2 instruction); numba's ``np.exp`` is a scalar call per element. Within 2 float32 ulps of PyTorch's ELU
+    (``tests/test_model.py``).
+    """
+    x = max(z, _ELU_FLOOR)
+    x = min(x, _F0)
+    k = np.floor(x * _LOG2E + np.float32(0.5))
+    r = x - k * _LN2
+    q = r + r * r * (((((_P5 * r + _P4) * r + _P3) * r + _P2) * r + _P1) * r + _P0)
+    s = np.int32((np.int32(k) + np.int32(127)) << np.int32(23)).view(np.float32)   # 2 ** k
+    e = s * q + (s - np.float32(1.0))
+    return z if z > _F0 else e
+
+
+@numba.njit(inline="always")
+def _add_taps(out, src, w, n):
+    """``out[t] += sum_j w[j] * src[t + j]`` for ``t < n``: a correlation with the taps ``w``.
+
+    Five taps per pass over ``out`` (one load and store of ``out`` per five
+    multiply-adds instead of one per tap), then the rest one by one.
+    """
+    k = w.shape[0]
+    j = 0
+    while j + 5 <= k:
+        w0, w1, w2, w3, w4 = w[j], w[j + 1], w[j + 2], w[j + 3], w[j + 4]
+        s = src[j:]
+        for t in range(n):
+            out[t] += w0 * s[t] + w1 * s[t + 1] + w2 * s[t + 2] + w3 * s[t + 3] + w4 * s[t + 4]
+        j += 5
+    while j < k:
+        wj = w[j]
+        s = src[j:]
+        for t in range(n):
+            out[t] += wj * s[t]
+        j += 1
+
+
+@numba.njit(inline="always")
+def _add_rows(out, w, rows, n):
+    """``out[t] += sum_f w[f] * rows[f, t]`` for ``t < n``, four rows per pass over ``out``."""
+    n_f = w.shape[0]
+    f = 0
+    while f + 4 <= n_f:
+        w0, w1, w2, w3 = w[f], w[f + 1], w[f + 2], w[f + 3]
+        r0, r1, r2, r3 = rows[f], rows[f + 1], rows[f + 2], rows[f + 3]
+        for t in range(n):
+            out[t] += w0 * r0[t] + w1 * r1[t] + w2 * r2[t] + w3 * r3[t]
+        f += 4
+    while f < n_f:
+        wf = w[f]
+        r = rows[f]
+        for t in range(n):
+            out[t] += wf * r[t]
+        f += 1
+
+
+@numba.njit(inline="always")
+def _add_products(g, d, src, n):
+    """``g[j] += sum_t d[t] * src[t + j]`` for ``t < n``: the taps' gradient, five taps per pass."""
+    k = g.shape[0]
+    j = 0
+    while j + 5 <= k:
+        s = src[j:]
+        a0 = a1 = a2 = a3 = a4 = _F0
+        for t in range(n):
+            dt = d[t]
+            a0 += dt * s[t]
+            a1 += dt * s[t + 1]
+            a2 += dt * s[t + 2]
+            a3 += dt * s[t + 3]
+            a4 += dt * s[t + 4]
+        g[j] += a0
+        g[j + 1] += a1
+        g[j + 2] += a2
+        g[j + 3] += a3
+        g[j + 4] += a4
+        j += 5
+    while j < k:
+        s = src[j:]
+        acc = _F0
+        for t in range(n):
+            acc += d[t] * s[t]
+        g[j] += acc
+        j += 1
+
+
+@numba.njit(inline="always")
+def _add_dots(g, d, rows, n):
+    """``g[f] += sum_t d[t] * rows[f, t]`` for ``t < n``, four rows per pass over ``d``."""
+    n_f = g.shape[0]
+    f = 0
+    while f + 4 <= n_f:
+        r0, r1, r2, r3 = rows[f], rows[f + 1], rows[f + 2], rows[f + 3]
+        a0 = a1 = a2 = a3 = _F0
+        for t in range(n):
+            dt = d[t]
+            a0 += dt * r0[t]
+            a1 += dt * r1[t]
+            a2 += dt * r2[t]
+            a3 += dt * r3[t]
+        g[f] += a0
+        g[f + 1] += a1
+        g[f + 2] += a2
+        g[f + 3] += a3
+        f += 4
+    while f < n_f:
+        r = rows[f]
+        acc = _F0
+        for t in range(n):
+            acc += d[t] * r[t]
+        g[f] += acc
+        f += 1
+
+
+@numba.njit(inline="always")
+def _mask_in(m0, M, layer, b, ci):
+    """The dropout multiplier of block ``layer``'s input channel ``ci`` for snippet ``b``."""
+    return m0[b, ci] if layer == 0 else M[layer - 1, b, ci]
+
+
+@numba.njit(nogil=True, cache=True, fastmath=_FAST)
+def _pass(x, idx, w0, b0, W, B, wh, bh, m0, M, votes, labels, pos_weight, scale, train,
+          logits, gw0, gb0, gW, gB, gwh):
+    """Forward (and with ``train`` backward) over the snippets ``x[idx]``; see :func:`training_pass`.
+
+    Returns ``(sum of the scaled losses, gradient of the head's bias)``; fills
+    ``logits`` and adds into the gradient arrays.
+
+    The backward pass needs no pre-activations: for ``r = ELU(z) * m`` (``m``
+    0 or ``1 / (1 - p)``) the derivative is ``m`` where ``z > 0`` and
+    ``m * exp(z) = r + m`` elsewhere, in all cases ``min(r + m, m)``. A
+    dropped channel (``m = 0``) is zeros, so the loops skip it: its outputs,
+    its contributions to the next layer and all its gradients are zero.
+    """
+    n = idx.shape[0]
+    n_f, t0 = x.shape[1], x.shape[2]
+    c0 = w0.shape[0]
+    n_blocks, c, cm, k = W.shape
+    c_last = wh.shape[0]                                      # c, or c0 without blocks
+    lp = (k - 1) // 2
+    lens = np.empty(n_blocks + 1, np.int64)
+    lens[0] = t0
+    for layer in range(n_blocks):
+        lens[layer + 1] = lens[layer] // 2
+    n_s = lens[n_blocks]
+    tp = t0 + k - 1
+    cmax = max(c0, c)
+    act = np.zeros((n_blocks + 1, cmax, tp), np.float32)      # each layer's output, padded
+    arg = np.zeros((max(n_blocks, 1), c, max(t0 // 2, 1)), np.uint8)   # which frame each max came from
+    conv = np.zeros((c, t0), np.float32)                      # a block's convolution, before the pool
+    d_cur = np.zeros((cmax, tp), np.float32)                  # gradient of the current layer's output
+    d_prev = np.zeros((cmax, tp), np.float32)
+    dz = np.zeros((max(c, c0), t0), np.float32)
+    d_pad = np.zeros((c, tp + k - 1), np.float32)             # conv's gradient, zero-padded
+    W_rev = np.ascontiguousarray(W[:, :, :, ::-1])
+    total = 0.0
+    g_bias = np.float32(0.0)
+    for b in range(n):
+        xb = x[idx[b]]
+        # -- stem: kernel-1 convolution, ELU, dropout
+        a = act[0]
+        for ch in range(c0):
+            row = a[ch, lp:lp + t0]
+            m = m0[b, ch]
+            if m == _F0:                                # dropped: zeros, and no work downstream
+                row[:] = _F0
+                continue
+            bc = b0[ch]
+            for t in range(t0):
+                row[t] = bc
+            _add_rows(row, w0[ch], xb, t0)
+            for t in range(t0):
+                row[t] = elu(row[t]) * m
+        # -- blocks: "same" convolution, max-pool 2, ELU, dropout
+        for layer in range(n_blocks):
+            t_out = lens[layer + 1]
+            t2 = 2 * t_out
+            c_in = c0 if layer == 0 else c
+            src = act[layer]
+            dst = act[layer + 1]
+            for o in range(c):
+                m = M[layer, b, o]
+                out = dst[o, lp:lp + t_out]
+                if m == _F0:
+                    out[:] = _F0
+                    continue
+                yr = conv[o]
+                bo = B[layer, o]
+                for t in range(t2):
+                    yr[t] = bo
+                for ci in range(c_in):
+                    if _mask_in(m0, M, layer, b, ci) != _F0:      # a dropped channel adds nothing
+                        _add_taps(yr, src[ci], W[layer, o, ci], t2)
+                ar = arg[layer, o]
+                for t in range(t_out):
+                    u = yr[2 * t]
+                    v = yr[2 * t + 1]
+                    ar[t] = v > u                      # ties: the first, as PyTorch's max-pool
+                    out[t] = max(u, v)
+                for t in range(t_out):                 # a loop of its own, which LLVM vectorises
+                    out[t] = elu(out[t]) * m
+        # -- head (kernel-1 convolution to one score per step) and vote
+        last = act[n_blocks]
+        logit = np.float32(0.0)
+        for t in range(n_s):
+            s = bh
+            for ch in range(c_last):
+                s += wh[ch] * last[ch, lp + t]
+            logit += votes[b, t] * s
+        logits[b] = logit
+        if not train:
+            continue
+        # -- loss: BCE with logits and pos_weight, as PyTorch computes it, and its derivative
+        y = labels[b]
+        lw = 1.0 + (pos_weight - 1.0) * y
+        lg = np.float64(logit)
+        total += scale * ((1.0 - y) * lg + lw * (np.log1p(np.exp(-abs(lg))) + max(-lg, 0.0)))
+        g = np.float32(scale * ((1.0 - y) - lw / (1.0 + np.exp(lg))))
+        # -- backward: head
+        for t in range(n_s):
+            ds = g * votes[b, t]
+            g_bias += ds
+            for ch in range(c_last):
+                gwh[ch] += ds * last[ch, lp + t]
+                d_cur[ch, lp + t] = ds * wh[ch]
+        # -- backward: blocks, last first
+        for layer in range(n_blocks - 1, -1, -1):
+            t_out = lens[layer + 1]
+            t2 = 2 * t_out
+            c_in = c0 if layer == 0 else c
+            src = act[layer]
+            dst = act[layer + 1]
+            for o in range(c):
+                m = M[layer, b, o]
+                if m == _F0:                                 # no gradient through a dropped channel
+                    continue
+                dy = conv[o]
+                ar = arg[layer, o]
+                gs = np.float32(0.0)
+                for t in range(t_out):
+                    r = dst[o, lp + t]
+                    dp = d_cur[o, lp + t] * min(r + m, m)      # see below: ELU and dropout
+                    gs += dp
+                    second = ar[t]
+                    dy[2 * t] = _F0 if second else dp
+                    dy[2 * t + 1] = dp if second else _F0
+                # the same row with k - 1 zeros on both sides, for the input's gradient
+                dp_row = d_pad[o]
+                for t in range(t2 + 2 * k - 2):
+                    dp_row[t] = _F0
+                dp_row[k - 1:k - 1 + t2] = dy[:t2]
+                gB[layer, o] += gs
+                for ci in range(c_in):
+                    if _mask_in(m0, M, layer, b, ci) != _F0:      # else its input is all zeros
+                        _add_products(gW[layer, o, ci], dy, src[ci], t2)
+            # the input's gradient: d[u] = sum_j W[j] dy[u - j], a correlation of the padded dy
+            # with the taps reversed
+            t_in = lens[layer]
+            for ci in range(c_in):
+                if _mask_in(m0, M, layer, b, ci) == _F0:          # its gradient is not used
+                    continue
+                dr = d_prev[ci]
+                for t in range(t_in + k - 1):
+                    dr[t] = _F0
+                for o in range(c):
+                    if M[layer, b, o] != _F0:
+                        _add_taps(dr, d_pad[o], W_rev[layer, o, ci], t2 + k - 1)
+            d_cur, d_prev = d_prev, d_cur
+        # -- backward: stem (the input gets no gradient)
+        a = act[0]
+        for ch in range(c0):
+            m = m0[b, ch]
+            if m == _F0:
+                continue
+            dzr = dz[ch]
+            gs = np.float32(0.0)
+            for t in range(t0):
+                r = a[ch, lp + t]
+                v = d_cur[ch, lp + t] * min(r + m, m)
+                dzr[t] = v
+                gs += v
+            gb0[ch] += gs
+            _add_dots(gw0[ch], dzr, xb, t0)
+    return total, g_bias
+
+
+@dataclass
+class _Weights:
+    """The network's parameters as the arrays :func:`_pass` takes (see :func:`_weights`)."""
+
+    w0: np.ndarray          # [C0, F] stem, normalisation folded in
+    b0: np.ndarray          # [C0]
+    W: np.ndarray           # [n_blocks, C, max(C0, C), K] block convolutions, zero beyond each c_in
+    B: np.ndarray           # [n_blocks, C]
+    wh: np.ndarray          # [C_last] head
+    bh: np.float32
+    folded: tuple[torch.Tensor, torch.Tensor]   # the folded stem, attached to the parameters
+
+
+def _weights(model: SeedCNN) -> _Weights:
+    cfg = model.config
+    weight, bias = model._folded_stem()
+    c_max = max(cfg.stem_channels, cfg.block_channels)
+    W = np.zeros((cfg.n_blocks, cfg.block_channels, c_max, cfg.kernel_size), np.float32)
+    B = np.zeros((cfg.n_blocks, cfg.block_channels), np.float32)
+    for i, block in enumerate(model.blocks):
+        w = block.conv.weight.detach().numpy()
+        W[i, :, :w.shape[1]] = w
+        B[i] = block.conv.bias.detach().numpy()
+    return _Weights(w0=weight.detach().squeeze(-1).numpy().copy(), b0=bias.detach().numpy().copy(),
+                    W=W, B=B, wh=model.head.weight.detach()[0, :, 0].numpy().copy(),
+                    bh=np.float32(model.head.bias.detach()[0]), folded=(weight, bias))
+
+
+def supports(model: SeedCNN) -> bool:
+    """Whether :func:`training_pass` and :func:`logits` can run ``model`` (float32, on the CPU)."""
+    return all(p.device.type == "cpu" and p.dtype == torch.float32 for p in model.parameters())
+
+
+def _check(model: SeedCNN, x: np.ndarray) -> None:
+    if not supports(model):
+        raise ConfigError("the fused pass runs float32 models on the CPU only")
+    cfg = model.config
+    if x.dtype != np.float32 or not x.flags.c_contiguous or x.ndim != 3 or x.shape[1] != cfg.n_features:
+        raise ConfigError(f"expected a C-contiguous float32 array [snippets, {cfg.n_features}, frames], "
+                          f"got {x.dtype} {x.shape}")
+    if x.shape[2] < 2 ** cfg.n_blocks:
+        raise ConfigError(f"{x.shape[2]} frames are too few for {cfg.n_blocks} max-pool blocks")
+
+
+def _masks(model: SeedCNN, masks: list[torch.Tensor], n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Dropout multipliers as ``[n, C0]`` and ``[n_blocks, n, C]`` arrays (ones without dropout)."""
+    cfg = model.config
+    if not masks:
+        return (np.ones((n, cfg.stem_channels), np.float32),
+                np.ones((cfg.n_blocks, n, cfg.block_channels), np.float32))
+    m = [t.detach().numpy() for t in masks]
+    blocks = np.stack(m[1:]) if cfg.n_blocks else np.ones((0, n, cfg.block_channels), np.float32)
+    return np.ascontiguousarray(m[0]), np.ascontiguousarray(blocks)
+
+
+def training_pass(model: SeedCNN, x: np.ndarray, index: np.ndarray, labels: np.ndarray, noise: Noise, *,
+                  pos_weight: float | None, scale: float, map_parts=None
+                  ) -> tuple[float, list[torch.Tensor], np.ndarray]:
+    """Loss, parameter gradients and logits of one training pass over the snippets ``x[index]``.
+
+    What ``loss = BCEWithLogits(model(x[index], noise=noise), labels,
+    pos_weight, reduction="sum") * scale`` and ``torch.autograd.grad(loss,
+    params)`` give (the model's own training pass: :meth:`SeedCNN.scores`),
+    computed by :func:`_pass`.
+
+    Parameters
+    ----------
+    model : SeedCNN
+        On the CPU, float32; its parameters are read, not changed.
+    x : np.ndarray
+        ``[N, F, T]`` float32, C-contiguous: the whole set (no copy of the
+        batch is made).
+    index : np.ndarray
+        ``[B]`` int: the batch's snippets.
+    labels : np.ndarray
+        ``[B]`` 0/1 targets.
+    noise : Noise
+        The batch's dropout masks and voting weights (:meth:`SeedCNN.draw_noise`).
+    pos_weight : float or None
+        BCE weight of positive snippets.
+    scale : float
+        Factor of the summed loss (``1 / batch size`` for the batch's mean).
+    map_parts : callable, optional
+        ``map_parts(fn, n) -> [fn(k, rows) for each part]`` running the parts
+        in parallel (:meth:`progrock.training.threads.BatchThreads.map`); the
+        parts' gradients are added in part order. Default: one part.
+
+    Returns
+    -------
+    loss : float
+    grads : list of torch.Tensor
+        One per parameter of ``model`` that requires a gradient, in
+        ``model.parameters()`` order.
+    logits : np.ndarray
+        ``[B]`` float32.
+    """
+    _check(model, x)
+    n = len(index)
+    weights = _weights(model)
+    m0, M = _masks(model, noise.masks, n)
+    votes = noise.votes.detach().numpy()
+    idx = np.ascontiguousarray(index, dtype=np.int64)
+    y = np.ascontiguousarray(labels, dtype=np.float64)
+    pw = 1.0 if pos_weight is None else float(pos_weight)
+    logits = np.empty(n, np.float32)
+
+    def part(_k: int, rows: slice):
+        grads = (np.zeros_like(weights.w0), np.zeros_like(weights.b0), np.zeros_like(weights.W),
+                 np.zeros_like(weights.B), np.zeros_like(weights.wh))
+        loss, g_bh = _pass(x, idx[rows], weights.w0, weights.b0, weights.W, weights.B, weights.wh,
+                           weights.bh, m0[rows], np.ascontiguousarray(M[:, rows]),
+                           np.ascontiguousarray(votes[rows]), y[rows], pw, scale, True, logits[rows], *grads)
+        return loss, grads + (np.float32(g_bh),)
+
+    results = map_parts(part, n) if map_parts is not None else [part(0, slice(0, n))]
+    loss = sum(r[0] for r in results)
+    g = [r[1] for r in results]
+    total = [sum((gi[j] for gi in g[1:]), g[0][j]) for j in range(len(g[0]))]
+    gw0, gb0, gW, gB, gwh, gbh = total
+    found: dict[torch.nn.Parameter, torch.Tensor] = {}
+    stem = [p for p in (model.normalisation.mean, model.normalisation.log_scale,
+                        model.stem.conv.weight, model.stem.conv.bias) if p.requires_grad]
+    if stem:
+        weight, bias = weights.folded
+        found.update(zip(stem, torch.autograd.grad(
+            [weight, bias], stem, [torch.from_numpy(gw0)[..., None], torch.from_numpy(gb0)])))
+    for i, block in enumerate(model.blocks):
+        c_in = block.conv.weight.shape[1]
+        found[block.conv.weight] = torch.from_numpy(np.ascontiguousarray(gW[i, :, :c_in]))
+        found[block.conv.bias] = torch.from_numpy(gB[i].copy())
+    found[model.head.weight] = torch.from_numpy(gwh)[None, :, None].clone()
+    found[model.head.bias] = torch.tensor([gbh], dtype=torch.float32)
+    grads = [found[p] for p in model.parameters() if p.requires_grad]
+    return float(loss), grads, logits
+
+
+def logits(model: SeedCNN, x: np.ndarray, *, map_parts=None) -> np.ndarray:
+    """Evaluation-mode logits ``[N]`` of the snippets ``x [N, F, T]`` (float32, C-contiguous).
+
+    :func:`predict_logits`'s result (no dropout, plain-mean vote) from the
+    forward half of :func:`_pass`. ``map_parts``: as in :func:`training_pass`.
+    """
+    _check(model, x)
+    n = len(x)
+    cfg = model.config
+    weights = _weights(model)
+    steps = output_steps(cfg)
+    out = np.empty(n, np.float32)
+    no_grads = (np.zeros_like(weights.w0), np.zeros_like(weights.b0), np.zeros_like(weights.W),
+                np.zeros_like(weights.B), np.zeros_like(weights.wh))
+
+    def part(_k: int, rows: slice):
+        k = rows.stop - rows.start
+        m0, M = _masks(model, [], k)
+        votes = np.full((k, steps), 1.0 / steps, np.float32)
+        _pass(x, np.arange(rows.start, rows.stop, dtype=np.int64), weights.w0, weights.b0, weights.W,
+              weights.B, weights.wh, weights.bh, m0, M, votes, np.zeros(k), 1.0, 1.0, False, out[rows],
+              *no_grads)
+
+    if map_parts is not None:
+        map_parts(part, n)
+    else:
+        part(0, slice(0, n))
+    return out
