@@ -112,6 +112,33 @@ def _add_rows(out, w, rows, n):
 
 
 @numba.njit(inline="always")
+def _add_rows2(out_a, out_b, w_a, w_b, rows, n):
+    """:func:`_add_rows` for two outputs at once, each row read once for both.
+
+    Two stem channels per pass over the snippet's features: 10 vs 12 ms for
+    the stem of 512 snippets (ad hoc, one thread).
+    """
+    n_f = w_a.shape[0]
+    f = 0
+    while f + 4 <= n_f:
+        r0, r1, r2, r3 = rows[f], rows[f + 1], rows[f + 2], rows[f + 3]
+        a0, a1, a2, a3 = w_a[f], w_a[f + 1], w_a[f + 2], w_a[f + 3]
+        b0, b1, b2, b3 = w_b[f], w_b[f + 1], w_b[f + 2], w_b[f + 3]
+        for t in range(n):
+            x0, x1, x2, x3 = r0[t], r1[t], r2[t], r3[t]
+            out_a[t] += a0 * x0 + a1 * x1 + a2 * x2 + a3 * x3
+            out_b[t] += b0 * x0 + b1 * x1 + b2 * x2 + b3 * x3
+        f += 4
+    while f < n_f:
+        wa, wb = w_a[f], w_b[f]
+        r = rows[f]
+        for t in range(n):
+            out_a[t] += wa * r[t]
+            out_b[t] += wb * r[t]
+        f += 1
+
+
+@numba.njit(inline="always")
 def _add_products(g, d, src, n):
     """``g[j] += sum_t d[t] * src[t + j]`` for ``t < n``: the taps' gradient, five taps per pass."""
     k = g.shape[0]
@@ -170,6 +197,45 @@ def _add_dots(g, d, rows, n):
 
 
 @numba.njit(inline="always")
+def _add_dots2(g_a, g_b, d_a, d_b, rows, n):
+    """:func:`_add_dots` for two gradients at once, each row read once for both (11 vs 14 ms)."""
+    n_f = g_a.shape[0]
+    f = 0
+    while f + 4 <= n_f:
+        r0, r1, r2, r3 = rows[f], rows[f + 1], rows[f + 2], rows[f + 3]
+        a0 = a1 = a2 = a3 = b0 = b1 = b2 = b3 = _F0
+        for t in range(n):
+            p, q = d_a[t], d_b[t]
+            x0, x1, x2, x3 = r0[t], r1[t], r2[t], r3[t]
+            a0 += p * x0
+            a1 += p * x1
+            a2 += p * x2
+            a3 += p * x3
+            b0 += q * x0
+            b1 += q * x1
+            b2 += q * x2
+            b3 += q * x3
+        g_a[f] += a0
+        g_a[f + 1] += a1
+        g_a[f + 2] += a2
+        g_a[f + 3] += a3
+        g_b[f] += b0
+        g_b[f + 1] += b1
+        g_b[f + 2] += b2
+        g_b[f + 3] += b3
+        f += 4
+    while f < n_f:
+        r = rows[f]
+        a0 = b0 = _F0
+        for t in range(n):
+            a0 += d_a[t] * r[t]
+            b0 += d_b[t] * r[t]
+        g_a[f] += a0
+        g_b[f] += b0
+        f += 1
+
+
+@numba.njit(inline="always")
 def _mask_in(m0, M, layer, b, ci):
     """The dropout multiplier of block ``layer``'s input channel ``ci`` for snippet ``b``."""
     return m0[b, ci] if layer == 0 else M[layer - 1, b, ci]
@@ -210,22 +276,34 @@ def _pass(x, idx, w0, b0, W, B, wh, bh, m0, M, votes, labels, pos_weight, scale,
     dz = np.zeros((max(c, c0), t0), np.float32)
     d_pad = np.zeros((c, tp + k - 1), np.float32)             # conv's gradient, zero-padded
     W_rev = np.ascontiguousarray(W[:, :, :, ::-1])
+    live = np.empty(c0, np.int64)                              # the stem channels not dropped
     total = 0.0
     g_bias = np.float32(0.0)
     for b in range(n):
         xb = x[idx[b]]
         # -- stem: kernel-1 convolution, ELU, dropout
         a = act[0]
+        n_live = 0
         for ch in range(c0):
             row = a[ch, lp:lp + t0]
-            m = m0[b, ch]
-            if m == _F0:                                # dropped: zeros, and no work downstream
+            if m0[b, ch] == _F0:                        # dropped: zeros, and no work downstream
                 row[:] = _F0
                 continue
+            live[n_live] = ch
+            n_live += 1
             bc = b0[ch]
             for t in range(t0):
                 row[t] = bc
-            _add_rows(row, w0[ch], xb, t0)
+        for p in range(0, n_live - 1, 2):
+            ca, cb = live[p], live[p + 1]
+            _add_rows2(a[ca, lp:lp + t0], a[cb, lp:lp + t0], w0[ca], w0[cb], xb, t0)
+        if n_live % 2:
+            ch = live[n_live - 1]
+            _add_rows(a[ch, lp:lp + t0], w0[ch], xb, t0)
+        for p in range(n_live):
+            ch = live[p]
+            row = a[ch, lp:lp + t0]
+            m = m0[b, ch]
             for t in range(t0):
                 row[t] = elu(row[t]) * m
         # -- blocks: "same" convolution, max-pool 2, ELU, dropout
@@ -325,10 +403,9 @@ def _pass(x, idx, w0, b0, W, B, wh, bh, m0, M, votes, labels, pos_weight, scale,
             d_cur, d_prev = d_prev, d_cur
         # -- backward: stem (the input gets no gradient)
         a = act[0]
-        for ch in range(c0):
+        for p in range(n_live):
+            ch = live[p]
             m = m0[b, ch]
-            if m == _F0:
-                continue
             dzr = dz[ch]
             gs = np.float32(0.0)
             for t in range(t0):
@@ -337,7 +414,12 @@ def _pass(x, idx, w0, b0, W, B, wh, bh, m0, M, votes, labels, pos_weight, scale,
                 dzr[t] = v
                 gs += v
             gb0[ch] += gs
-            _add_dots(gw0[ch], dzr, xb, t0)
+        for p in range(0, n_live - 1, 2):
+            ca, cb = live[p], live[p + 1]
+            _add_dots2(gw0[ca], gw0[cb], dz[ca], dz[cb], xb, t0)
+        if n_live % 2:
+            ch = live[n_live - 1]
+            _add_dots(gw0[ch], dz[ch], xb, t0)
     return total, g_bias
 
 
