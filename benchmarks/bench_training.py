@@ -4,7 +4,7 @@ One command::
 
     .venv/bin/python benchmarks/bench_training.py                      # all three cases, about 25 min
     .venv/bin/python benchmarks/bench_training.py --only speed          # about 4 min
-    .venv/bin/python benchmarks/bench_training.py --only threads        # about 2 min
+    .venv/bin/python benchmarks/bench_training.py --only threads        # about 1 min
     .venv/bin/python benchmarks/bench_training.py --only equivalence    # about 15 min
 
 1. **speed** - the seed's data size: 11,000 training snippets of 43 x 431 and
@@ -24,8 +24,8 @@ One command::
    the best round kept.
 
 2. **threads** - where the two cores go: one epoch of ``train_model``'s step
-   with one thread, with PyTorch's two threads per operation, and with each
-   batch split in two parts on two threads (``BatchThreads``).
+   with one thread, and with each batch split in two parts on two threads
+   (``BatchThreads``).
 
 3. **equivalence** - the synthetic demo corpus (``progrock.corpus``, 160 songs,
    generated and featured once into the cache folder), train / validation as
@@ -248,13 +248,13 @@ def case_speed(args) -> None:
 
 
 def case_threads(args) -> None:
-    """Where two cores go: one training epoch of ``train_model``'s step with three ways of threading.
+    """Where two cores go: one training epoch of ``train_model``'s step on one and on two threads.
 
-    The same epoch function (:func:`progrock.training.loop._train_epoch`) on the
-    seed-size set: one thread; PyTorch's own two threads per operation; and
-    :class:`~progrock.training.threads.BatchThreads` (each batch in two parts,
-    each part on its own thread running PyTorch single-threaded). Rounds
-    interleaved, best and median of ``--rounds`` kept.
+    The same epoch function (:func:`progrock.training.loop._train_epoch`, the
+    fused pass on the CPU) on the seed-size set: one thread, and
+    :class:`~progrock.training.threads.BatchThreads` with each batch in two
+    parts on two threads. Rounds interleaved, best and median of ``--rounds``
+    kept.
     """
     from progrock.malloc import array_friendly_malloc
     from progrock.model.network import ModelConfig, SeedCNN
@@ -269,15 +269,13 @@ def case_threads(args) -> None:
     x, y = _training_layout(model, train.x), torch.from_numpy(train.y.astype(np.float32))
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     gen = torch.Generator().manual_seed(0)
-    ways = {"one thread": (1, 1), "PyTorch, 2 threads per operation": (1, 2),
-            "BatchThreads(2): 2 parts, 1 thread each": (2, 1)}
+    ways = {"one thread": 1, "BatchThreads(2): 2 parts, 1 thread each": 2}
     print(f"\n## threads: one training epoch ({len(train)} snippets, batch 1024), {args.rounds + 1} rounds, "
           f"the first dropped (warm-up); load {load()}")
     times: dict[str, list[float]] = {w: [] for w in ways}
     for r in range(args.rounds + 1):
-        for way, (parts, torch_threads) in ways.items():
+        for way, parts in ways.items():
             with BatchThreads(parts) as threads:
-                torch.set_num_threads(torch_threads)
                 t0 = time.perf_counter()
                 _train_epoch(model, opt, torch.tensor([2.0]), x, y, gen, 1024, threads)
                 if r:

@@ -326,3 +326,22 @@ def test_fused_elu_is_within_two_ulps_of_pytorchs():
     ulp = np.spacing(np.abs(theirs).astype(np.float32))
     assert np.all(np.abs(ours - theirs) <= 2 * ulp + 1e-45), z[np.argmax(np.abs(ours - theirs) / ulp)]
     assert np.all(ours[z > 0] == z[z > 0])
+
+
+def test_fused_training_pass_refuses_what_does_not_fit():
+    """The compiled loop checks no index: wrong indices or draws are refused before it runs."""
+    from progrock.model import fused
+
+    torch.manual_seed(2)
+    model = SeedCNN(ModelConfig(n_frames=100)).train()
+    x = _music_snippets(3, 100)
+    noise = model.draw_noise(2)
+    y = np.zeros(2, np.float32)
+    for index, labels, draws, match in [
+            (np.array([0, 3]), y, noise, "out of range"),
+            (np.array([-1, 0]), y, noise, "out of range"),
+            (np.array([0, 1]), np.zeros(3), noise, "do not fit a batch"),
+            (np.array([0, 1]), y, model.draw_noise(3), "do not fit"),
+    ]:
+        with pytest.raises(ConfigError, match=match):
+            fused.training_pass(model, x, index, labels, draws, pos_weight=None, scale=1.0)

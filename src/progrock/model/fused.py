@@ -56,8 +56,8 @@ def elu(z):
     the float whose exponent bits are ``k + 127`` (``z`` is first clamped to
     -17.5, where the result is -1 in float32 anyway, so ``-26 <= k <= 0``).
     Only arithmetic, so LLVM vectorises the loops that call it (8 floats per
-    AVX2 instruction); numba's ``np.exp`` is a scalar call per element. Within 2 float32 ulps of PyTorch's ELU
-    (``tests/test_model.py``).
+    AVX2 instruction); numba's ``np.exp`` is a scalar call per element.
+    Within 2 float32 ulps of PyTorch's ELU (``tests/test_model.py``).
     """
     x = max(z, _ELU_FLOOR)
     x = min(x, _F0)
@@ -473,9 +473,12 @@ def _masks(model: SeedCNN, masks: list[torch.Tensor], n: int) -> tuple[np.ndarra
     if not masks:
         return (np.ones((n, cfg.stem_channels), np.float32),
                 np.ones((cfg.n_blocks, n, cfg.block_channels), np.float32))
-    m = [t.detach().numpy() for t in masks]
+    m = [np.ascontiguousarray(t.detach().numpy(), dtype=np.float32) for t in masks]
+    shapes = [(n, cfg.stem_channels)] + [(n, cfg.block_channels)] * cfg.n_blocks
+    if [a.shape for a in m] != shapes:
+        raise ConfigError(f"dropout masks {[a.shape for a in m]} do not fit the network ({shapes})")
     blocks = np.stack(m[1:]) if cfg.n_blocks else np.ones((0, n, cfg.block_channels), np.float32)
-    return np.ascontiguousarray(m[0]), np.ascontiguousarray(blocks)
+    return m[0], blocks
 
 
 def training_pass(model: SeedCNN, x: np.ndarray, index: np.ndarray, labels: np.ndarray, noise: Noise, *,
@@ -526,6 +529,12 @@ def training_pass(model: SeedCNN, x: np.ndarray, index: np.ndarray, labels: np.n
     votes = noise.votes.detach().numpy()
     idx = np.ascontiguousarray(index, dtype=np.int64)
     y = np.ascontiguousarray(labels, dtype=np.float64)
+    # the compiled loop does not check its indices: every shape is checked here
+    if n and (idx.min() < 0 or idx.max() >= len(x)):
+        raise ConfigError(f"snippet index out of range for a set of {len(x)} snippets")
+    if y.shape != (n,) or votes.shape != (n, output_steps(model.config)):
+        raise ConfigError(f"labels {y.shape} and voting weights {votes.shape} do not fit a batch "
+                          f"of {n} snippets")
     pw = 1.0 if pos_weight is None else float(pos_weight)
     logits = np.empty(n, np.float32)
 
