@@ -267,7 +267,8 @@ def _batch_gradients(model: SeedCNN, params: list[torch.Tensor], x: np.ndarray |
             model, x, idx.numpy(), y.index_select(0, idx).numpy(), noise,
             pos_weight=None if pos_weight is None else float(pos_weight), scale=1.0 / len(idx),
             map_parts=threads.map)
-        return loss, grads, torch.from_numpy(logits)
+        by_param = dict(zip([p for p in model.parameters() if p.requires_grad], grads))
+        return loss, [by_param[p] for p in params], torch.from_numpy(logits)
 
     def part(_k: int, rows: slice):
         i = idx[rows].to(x.device)
