@@ -219,7 +219,7 @@ def test_fast_scores_equal_the_plain_modules_in_both_layouts_and_modes(kernel_si
 def _music_snippets(n: int, n_frames: int) -> np.ndarray:
     """``n`` snippets ``[n, 43, n_frames]`` of the seed features of music made in code.
 
-    Pieces of different pitch and tempo, each cut at a few frame offsets: real
+    Pieces of different pitch and tempo, each cut at its own frame offset: real
     feature values (decibels, chroma, onsets), not random numbers.
     """
     from conftest import music
