@@ -205,8 +205,31 @@ def _pass(x, idx, w0, b0, W, B, wh, bh, m0, M, votes, labels, pos_weight, scale,
           logits, gw0, gb0, gW, gB, gwh):
     """Forward (and with ``train`` backward) over the snippets ``x[idx]``; see :func:`training_pass`.
 
-    Returns ``(sum of the scaled losses, gradient of the head's bias)``; fills
-    ``logits`` and adds into the gradient arrays.
+    Parameters
+    ----------
+    x : float32 [N, F, T]
+    idx : int64 [n]
+    w0, b0 : float32 [C0, F], [C0]
+        The stem with the normalisation folded in.
+    W, B : float32 [n_blocks, C, max(C0, C), K], [n_blocks, C]
+        The blocks' convolutions (block 1 reads C0 channels, the others C).
+    wh, bh : float32 [C_last], float32
+        The head.
+    m0, M : float32 [n, C0], [n_blocks, n, C]
+        Dropout multipliers (0 or ``1 / (1 - p)``; ones in evaluation).
+    votes : float32 [n, S]
+        Voting weights, rows summing to 1.
+    labels : float64 [n]
+    pos_weight, scale : float
+        BCE weight of positives; factor of every snippet's loss.
+    train : bool
+        Whether to compute the loss and the gradients.
+    logits : float32 [n]
+        Filled.
+    gw0, gb0, gW, gB, gwh
+        Gradients, shaped like ``w0, b0, W, B, wh``: added into.
+
+    Returns ``(sum of the scaled losses, gradient of the head's bias)``.
 
     The backward pass needs no pre-activations: for ``r = ELU(z) * m`` (``m``
     0 or ``1 / (1 - p)``) the derivative is ``m`` where ``z > 0`` and
@@ -217,7 +240,7 @@ def _pass(x, idx, w0, b0, W, B, wh, bh, m0, M, votes, labels, pos_weight, scale,
     n = idx.shape[0]
     n_f, t0 = x.shape[1], x.shape[2]
     c0 = w0.shape[0]
-    n_blocks, c, cm, k = W.shape
+    n_blocks, c, _, k = W.shape
     c_last = wh.shape[0]                                      # c, or c0 without blocks
     lp = (k - 1) // 2
     lens = np.empty(n_blocks + 1, np.int64)
