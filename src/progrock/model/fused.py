@@ -563,7 +563,8 @@ def logits(model: SeedCNN, x: np.ndarray, *, map_parts=None) -> np.ndarray:
     _check(model, x)
     n = len(x)
     cfg = model.config
-    weights = _weights(model)
+    with torch.no_grad():                      # no gradient: no graph of the folded stem
+        weights = _weights(model)
     steps = output_steps(cfg)
     out = np.empty(n, np.float32)
     no_grads = (np.zeros_like(weights.w0), np.zeros_like(weights.b0), np.zeros_like(weights.W),
