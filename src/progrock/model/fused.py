@@ -248,6 +248,9 @@ def _pass(x, idx, w0, b0, W, B, wh, bh, m0, M, votes, labels, pos_weight, scale,
     for layer in range(n_blocks):
         lens[layer + 1] = lens[layer] // 2
     n_s = lens[n_blocks]
+    c_ins = np.full(n_blocks, c, np.int64)                    # each block's input channels
+    if n_blocks:
+        c_ins[0] = c0
     tp = t0 + k - 1
     cmax = max(c0, c)
     act = np.zeros((n_blocks + 1, cmax, tp), np.float32)      # each layer's output, padded
@@ -293,11 +296,9 @@ def _pass(x, idx, w0, b0, W, B, wh, bh, m0, M, votes, labels, pos_weight, scale,
                 row[t] = elu(row[t]) * m
         # -- blocks: "same" convolution, max-pool 2, ELU, dropout
         for layer in range(n_blocks):
-            t_out = lens[layer + 1]
+            t_out, c_in = lens[layer + 1], c_ins[layer]
             t2 = 2 * t_out
-            c_in = c0 if layer == 0 else c
-            src = act[layer]
-            dst = act[layer + 1]
+            src, dst = act[layer], act[layer + 1]
             for o in range(c):
                 m = M[layer, b, o]
                 out = dst[o, lp:lp + t_out]
@@ -345,11 +346,9 @@ def _pass(x, idx, w0, b0, W, B, wh, bh, m0, M, votes, labels, pos_weight, scale,
                 d_cur[ch, lp + t] = ds * wh[ch]
         # -- backward: blocks, last first
         for layer in range(n_blocks - 1, -1, -1):
-            t_out = lens[layer + 1]
+            t_out, c_in = lens[layer + 1], c_ins[layer]
             t2 = 2 * t_out
-            c_in = c0 if layer == 0 else c
-            src = act[layer]
-            dst = act[layer + 1]
+            src, dst = act[layer], act[layer + 1]
             for o in range(c):
                 m = M[layer, b, o]
                 if m == _F0:                                 # no gradient through a dropped channel

@@ -42,8 +42,8 @@ class TrainConfig:
         Stop after this many epochs without a better validation song balanced
         accuracy (``None``: run all epochs; the best epoch is kept either way).
     num_threads : int, optional
-        Threads training each batch, one part of it each, with PyTorch
-        single-threaded in every one (:class:`~progrock.training.threads.BatchThreads`;
+        Threads training each batch, one part of it each, every part
+        single-threaded (:class:`~progrock.training.threads.BatchThreads`;
         ``None``: the cores this process may run on). The same seed, data and
         thread count give the same weights; another thread count gives the
         same function, summed in another order.

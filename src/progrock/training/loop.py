@@ -1,11 +1,13 @@
 """The training loop: :func:`train_model`.
 
-One epoch = one shuffled pass over all training snippets (kept as one float32
-tensor ``[N, frames, features]``, transposed once so that the network's
-channels-last convolutions need no per-batch copy; the network reads a batch's
-snippets by index, in small chunks), one Adam step per batch, each batch split
-over the threads (:class:`~progrock.training.threads.BatchThreads`); then an
-evaluation pass over the validation snippets (transposed likewise):
+One epoch = one shuffled pass over all training snippets, one Adam step per
+batch, each batch split over the threads
+(:class:`~progrock.training.threads.BatchThreads`); then an evaluation pass
+over the validation snippets. On the CPU both passes are the compiled loop of
+:mod:`progrock.model.fused`, reading the sets as they are (``[N, features,
+frames]`` float32); elsewhere the model's own PyTorch pass, on a copy of each
+set transposed once (``[N, frames, features]``) so that its channels-last
+convolutions need no per-batch copy (:func:`_training_layout`). Recorded:
 
 * loss (BCE with logits, prog weighted by ``pos_weight`` - see
   :class:`~progrock.training.config.TrainConfig`; the validation loss uses the
@@ -64,7 +66,6 @@ from progrock.evaluation.metrics import binary_metrics, choose_threshold
 from progrock.evaluation.verdict import song_verdicts, song_vote_scores
 from progrock.features.config import FeatureConfig
 from progrock.malloc import array_friendly_malloc
-from progrock.model import fused
 from progrock.model.checkpoint import (
     _jsonable,
     atomic_save_tensors,
@@ -186,6 +187,14 @@ def _time_major(x: np.ndarray, *, chunk: int = 256) -> torch.Tensor:
     return out
 
 
+def _fused():
+    """:mod:`progrock.model.fused`, imported on first use: it loads numba (half a second),
+    which only training needs, not everything that imports this module (``progrock evaluate``)."""
+    from progrock.model import fused
+
+    return fused
+
+
 def _training_layout(model: SeedCNN, x: np.ndarray) -> np.ndarray | torch.Tensor:
     """A set's snippets ``[N, F, T]`` as the training step reads them, made once per training.
 
@@ -193,7 +202,7 @@ def _training_layout(model: SeedCNN, x: np.ndarray) -> np.ndarray | torch.Tensor
     as they are: a C-contiguous float32 array, no copy when it already is one.
     Elsewhere :meth:`SeedCNN.scores` reads a time-major tensor (:func:`_time_major`).
     """
-    if fused.supports(model):
+    if _fused().supports(model):
         return np.ascontiguousarray(x, dtype=np.float32)
     return _time_major(x).to(next(model.parameters()).device)
 
@@ -207,8 +216,8 @@ def _logits(model: SeedCNN, x: np.ndarray | torch.Tensor, batch_size: int, threa
     """
     if isinstance(x, torch.Tensor):
         x, time_major = x.cpu().numpy(), True
-    elif fused.supports(model):
-        return fused.logits(model, np.ascontiguousarray(x, dtype=np.float32), map_parts=threads.map)
+    elif _fused().supports(model):
+        return _fused().logits(model, np.ascontiguousarray(x, dtype=np.float32), map_parts=threads.map)
     was_training = model.training
     model.eval()                            # here, not in the threads: the flag is shared
     try:
@@ -263,7 +272,7 @@ def _batch_gradients(model: SeedCNN, params: list[torch.Tensor], x: np.ndarray |
     """
     noise = model.draw_noise(len(idx))
     if isinstance(x, np.ndarray):
-        loss, grads, logits = fused.training_pass(
+        loss, grads, logits = _fused().training_pass(
             model, x, idx.numpy(), y.index_select(0, idx).numpy(), noise,
             pos_weight=None if pos_weight is None else float(pos_weight), scale=1.0 / len(idx),
             map_parts=threads.map)
@@ -283,7 +292,7 @@ def _batch_gradients(model: SeedCNN, params: list[torch.Tensor], x: np.ndarray |
 
 
 def _train_epoch(model: SeedCNN, optimizer: torch.optim.Optimizer, pos_weight: torch.Tensor | None,
-                 x: torch.Tensor, y: torch.Tensor, generator: torch.Generator, batch_size: int,
+                 x: np.ndarray | torch.Tensor, y: torch.Tensor, generator: torch.Generator, batch_size: int,
                  threads: BatchThreads) -> tuple[float, np.ndarray]:
     """One shuffled pass; returns the mean training loss and each snippet's probability.
 
