@@ -137,7 +137,7 @@ def bench_predict(mp3s: list[Path], model, repeat: int) -> dict:
 def bench_engines(paths: list[Path], repeat: int) -> dict:
     import distributed
 
-    from progrock.engines import DaskEngine, LocalEngine
+    from progrock.parallel.engines import DaskEngine, LocalEngine
     from progrock.features import FeatureConfig, compute_features
     from progrock.features.store import FeatureStore, extract_many
 

@@ -256,7 +256,7 @@ def case_threads(args) -> None:
     parts on two threads. Rounds interleaved, best and median of ``--rounds``
     kept.
     """
-    from progrock.malloc import array_friendly_malloc
+    from progrock.parallel.malloc import array_friendly_malloc
     from progrock.model.network import ModelConfig, SeedCNN
     from progrock.training.loop import _train_epoch, _training_layout, feature_statistics
     from progrock.training.threads import BatchThreads

@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 
 from progrock.cli import main
-from progrock.engines import DaskEngine, LocalEngine, make_engine
+from progrock.parallel.engines import DaskEngine, LocalEngine, make_engine
 from progrock.errors import ProgrockError
 from progrock.features import FeatureConfig
 from progrock.features.store import FeatureStore, extract_many
 from progrock.model.checkpoint import load_model
 from progrock.predict import classify_files
-from progrock.verdicts import COLUMNS, row_of
+from progrock.report.table import COLUMNS, row_of
 
 distributed = pytest.importorskip("distributed")
 

@@ -71,8 +71,8 @@ feature_set_option = click.option("--feature-set", default="seed43", show_defaul
 
 
 def engine_options(fn):
-    """``--engine`` and ``--scheduler``: where the per-song work runs (see progrock.engines)."""
-    from progrock.engines import ENGINES
+    """``--engine`` and ``--scheduler``: where the per-song work runs (see progrock.parallel.engines)."""
+    from progrock.parallel.engines import ENGINES
 
     fn = click.option("--scheduler", default=None, metavar="ADDRESS",
                       help="Dask scheduler, e.g. tcp://host:8786 (with --engine dask; without it a "
@@ -85,7 +85,7 @@ def engine_options(fn):
 @contextmanager
 def open_engine(engine: str, scheduler: str | None, jobs: int | None):
     """The engine chosen on the command line, closed (a cluster it started shut down) at the end."""
-    from progrock.engines import make_engine
+    from progrock.parallel.engines import make_engine
 
     with make_engine(engine, jobs=jobs or default_jobs(), scheduler=scheduler) as e:
         if engine != "local":
@@ -179,7 +179,7 @@ def features(source: Path, cache: Path | None, feature_set: str, jobs: int | Non
     """Compute and cache features of a folder's audio files or a manifest's songs."""
     from progrock.audio import find_audio_files
     from progrock.data.manifest import read_manifest
-    from progrock.engines import workers_share
+    from progrock.parallel.engines import workers_share
     from progrock.features import FeatureConfig
     from progrock.features.store import FeatureStore, extract_many
 
@@ -391,9 +391,9 @@ def predict(run_dir: Path, inputs: tuple[Path, ...], as_json: bool, as_csv: bool
     import json
 
     from progrock.model.checkpoint import load_model
-    from progrock.engines import workers_share
+    from progrock.parallel.engines import workers_share
     from progrock.predict import classify_files, expand_inputs
-    from progrock.verdicts import VerdictTable
+    from progrock.report.table import VerdictTable
     from progrock.report.barcode import barcode_png, barcode_text
 
     if as_json and as_csv:

@@ -18,7 +18,7 @@ from progrock.constants import CLASSES
 from progrock.errors import ProgrockError
 from progrock.evaluation.verdict import song_verdict
 from progrock.features import compute_features
-from progrock.engines import Engine, LocalEngine
+from progrock.parallel.engines import Engine, LocalEngine
 from progrock.features.store import FeatureStore, cached_features, extract_file
 from progrock.model.checkpoint import LoadedModel
 
@@ -168,7 +168,7 @@ def classify_files(model: LoadedModel, paths: Sequence[str | os.PathLike], *, jo
                    ) -> Iterator[tuple[str, SongPrediction | None, str]]:
     """Verdicts on many files, each file's features and verdict in a worker.
 
-    Runs in ``jobs`` local processes, or on ``engine`` (see :mod:`progrock.engines`;
+    Runs in ``jobs`` local processes, or on ``engine`` (see :mod:`progrock.parallel.engines`;
     on a cluster the files, the model's folder and the cache must be on storage
     every worker sees). ``ordered=False`` yields each song as it finishes.
 

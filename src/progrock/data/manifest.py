@@ -30,7 +30,7 @@ from progrock.audio import decode, find_audio_files
 from progrock.audio.fingerprint import FP_HOP, fingerprint, fingerprint_distance
 from progrock.constants import CLASSES, SPLITS, SR
 from progrock.errors import DatasetError, ProgrockError
-from progrock.engines import LocalEngine
+from progrock.parallel.engines import LocalEngine
 
 MANIFEST_NAME = "manifest.csv"
 DUPLICATE_BER = 0.15

@@ -27,7 +27,7 @@ import numpy as np
 from progrock.atomic import atomic_write_bytes
 from progrock.errors import ProgrockError
 from progrock.features.config import FeatureConfig
-from progrock.engines import Engine, LocalEngine
+from progrock.parallel.engines import Engine, LocalEngine
 
 DEFAULT_CACHE = Path(".progrock-cache")
 

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,7 +36,7 @@ import numpy as np
 import torch
 
 import progrock
-from progrock.atomic import atomic_write_bytes, write_temporary
+from progrock.atomic import atomic_write_bytes, json_text, write_temporary
 from progrock.constants import CLASSES
 from progrock.data.snippets import SnippetConfig
 from progrock.errors import ConfigError, ModelError, ProgrockError
@@ -53,8 +52,7 @@ _REQUIRED_KEYS = ("format", "format_version", "class_names", "model_config", "fe
 
 
 # ---------------------------------------------------------------------------------------------
-# small I/O helpers, shared with the training loop's resumable state
-# (atomic_write_bytes and write_temporary live in progrock.atomic, shared with the feature cache)
+# safetensors and JSON I/O, shared with the training loop's resumable state
 
 
 def sha256_file(path: str | os.PathLike) -> str:
@@ -64,12 +62,6 @@ def sha256_file(path: str | os.PathLike) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
-
-
-def atomic_write_json(path: str | os.PathLike, obj) -> None:
-    """Write ``obj`` as indented JSON (NaN/inf refused), atomically."""
-    text = json.dumps(_jsonable(obj), indent=2, allow_nan=False)
-    atomic_write_bytes(path, (text + "\n").encode())
 
 
 def atomic_save_tensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor],
@@ -106,26 +98,6 @@ def read_json(path: str | os.PathLike) -> dict:
     if not isinstance(data, dict):
         raise ModelError(f"{path}: expected a JSON object, got {type(data).__name__}")
     return data
-
-
-def _jsonable(obj):
-    """Turn numpy scalars/arrays, tuples and Paths into plain JSON types; non-finite floats -> None."""
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return _jsonable(obj.tolist())
-    if isinstance(obj, (np.bool_, bool)):
-        return bool(obj)
-    if isinstance(obj, (np.integer, int)):
-        return int(obj)
-    if isinstance(obj, (np.floating, float)):
-        f = float(obj)
-        return f if math.isfinite(f) else None
-    if isinstance(obj, Path):
-        return str(obj)
-    return obj
 
 
 # ---------------------------------------------------------------------------------------------
@@ -200,7 +172,7 @@ def save_model(out_dir: str | os.PathLike, model: SeedCNN, *, model_config: Mode
         "weights": {"file": weights_path.name, "sha256": hashlib.sha256(weights).hexdigest(),
                     "bytes": len(weights)},
     }
-    text = (json.dumps(_jsonable(description), indent=2, allow_nan=False) + "\n").encode()
+    text = json_text(description).encode()
     # Both files are written in full before either replaces the old pair: a full disk (or any
     # write error) leaves the previous model as it was, never new weights beside an old JSON.
     tmp_weights = write_temporary(weights_path, weights)

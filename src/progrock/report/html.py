@@ -14,7 +14,7 @@ from progrock.constants import CLASSES
 from progrock.evaluation.baselines import BASELINES
 from progrock.evaluation.evaluate import CNN_MODELS, Evaluation
 from progrock.evaluation.metrics import format_confusion
-from progrock.evaluation.plots import plot_confusion
+from progrock.report.plots import plot_confusion
 from progrock.report.barcode import barcode_svg
 
 MODEL_TITLES = {**CNN_MODELS, **{k: b.title for k, b in BASELINES.items()}}

@@ -65,11 +65,10 @@ from progrock.errors import ConfigError, DatasetError, ModelError
 from progrock.evaluation.metrics import binary_metrics, choose_threshold
 from progrock.evaluation.verdict import song_verdicts, song_vote_scores
 from progrock.features.config import FeatureConfig
-from progrock.malloc import array_friendly_malloc
+from progrock.parallel.malloc import array_friendly_malloc
+from progrock.atomic import atomic_write_json, jsonable
 from progrock.model.checkpoint import (
-    _jsonable,
     atomic_save_tensors,
-    atomic_write_json,
     read_json,
     read_tensors,
     save_model,
@@ -338,7 +337,7 @@ def _save_state(out_dir: Path, *, model, optimizer, generator, best_state, meta:
     weights = out_dir / "last.safetensors"
     # The description also travels inside the weights file: the two files are replaced one after
     # the other, and a kill between them must leave a state that can still be resumed.
-    atomic_save_tensors(weights, tensors, metadata={_STATE_KEY: json.dumps(_jsonable(meta))})
+    atomic_save_tensors(weights, tensors, metadata={_STATE_KEY: json.dumps(jsonable(meta))})
     meta["sha256"] = sha256_file(weights)
     atomic_write_json(out_dir / "last.json", meta)
 

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from progrock.constants import CLASSES
-from progrock.evaluation.plots import confusion_figure, plot_confusion, plot_curves
+from progrock.report.plots import confusion_figure, plot_confusion, plot_curves
 from progrock.model.network import SeedCNN
 
 SCALARS = {

@@ -183,7 +183,7 @@ class DaskEngine(Engine):
         except OSError as exc:
             raise ProgrockError(f"cannot reach the Dask scheduler at {scheduler}: {exc}") from exc
         self._check_workers()
-        from progrock.dask_plugin import ArrayFriendlyMalloc
+        from progrock.parallel.dask_plugin import ArrayFriendlyMalloc
 
         self.client.register_plugin(ArrayFriendlyMalloc())  # undo Dask's malloc setting (see there)
         threads = sum(self.client.nthreads().values())
