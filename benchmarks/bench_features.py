@@ -12,7 +12,7 @@ run:
 1. features after decoding, per song: ``reference_seed43`` (librosa's
    per-feature calls) against ``compute_features`` (one shared STFT), one core;
 2. end to end per song: decoding alone against decoding + 43 features, Ogg and MP3;
-3. a folder: ``extract_many`` with ``jobs=1`` against ``jobs=2``;
+3. a folder: ``features_from_files`` with ``jobs=1`` against ``jobs=2``;
 4. memory: peak RSS extracting a 60-minute recording against a 3-minute one,
    each in a fresh process.
 
@@ -158,7 +158,7 @@ def bench_features(songs: list[Path], repeat: int) -> dict:
     """Case 1: features after decoding, librosa's per-feature calls against ours."""
     from progrock.audio import decode
     from progrock.features import FeatureConfig, compute_features
-    from progrock.features.extract import reference_seed43
+    from progrock.features.reference import reference_seed43
 
     config = FeatureConfig()
     print(f"\n1. Features after decoding (seed43, one core; {load()})")
@@ -194,8 +194,8 @@ def bench_end_to_end(files: dict[str, list[Path]], repeat: int) -> dict:
     from progrock.audio import decode
     from progrock.audio.stream import stream_decode
     from progrock.features import FeatureConfig
-    from progrock.features.extract import reference_seed43
-    from progrock.features.store import extract_file
+    from progrock.features.reference import reference_seed43
+    from progrock.features.files import features_from_file
 
     config = FeatureConfig()
     print(f"\n2. End to end per song (decode -> 43 features, one core; {load()}), summed over the songs")
@@ -210,7 +210,7 @@ def bench_end_to_end(files: dict[str, list[Path]], repeat: int) -> dict:
             t = best_of({
                 "decode": lambda: decode(p),
                 "stream": lambda: stream_decode(p, _Discard),
-                "ours": lambda: extract_file(p, config),
+                "ours": lambda: features_from_file(p, config),
                 "librosa": lambda: reference_seed43(librosa.load(p, sr=config.sr)[0]),
             }, repeat)
             for k in sums:
@@ -223,9 +223,10 @@ def bench_end_to_end(files: dict[str, list[Path]], repeat: int) -> dict:
 
 
 def bench_folder(paths: list[Path], repeat: int) -> dict:
-    """Case 3: ``extract_many`` over a folder with 1 and 2 worker processes."""
+    """Case 3: ``features_from_files`` over a folder with 1 and 2 worker processes."""
     from progrock.features import FeatureConfig, compute_features
-    from progrock.features.store import FeatureStore, extract_many
+    from progrock.features.cache import FeatureStore
+    from progrock.features.files import features_from_files
 
     config = FeatureConfig()
     # Warm the imports here: worker processes are forked and inherit them.
@@ -238,7 +239,7 @@ def bench_folder(paths: list[Path], repeat: int) -> dict:
             with tempfile.TemporaryDirectory() as cache:
                 store = FeatureStore(cache, config)
                 t, c = time.perf_counter(), os.times()
-                results = extract_many(paths, store, jobs=jobs)
+                results = features_from_files(paths, store, jobs=jobs)
                 c2 = os.times()
                 times[jobs] = min(times[jobs], time.perf_counter() - t)
                 cpu[jobs] = min(cpu[jobs], (c2.user + c2.system + c2.children_user + c2.children_system)
@@ -257,9 +258,9 @@ def bench_folder(paths: list[Path], repeat: int) -> dict:
 _RSS_CHILD = """
 import os, resource, sys, time
 from progrock.features import FeatureConfig
-from progrock.features.store import extract_file
+from progrock.features.files import features_from_file
 t = time.perf_counter()
-x, h = extract_file(sys.argv[1], FeatureConfig())
+x, h = features_from_file(sys.argv[1], FeatureConfig())
 hwm = [line for line in open("/proc/self/status") if line.startswith("VmHWM")][0].split()[1]
 print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, int(hwm) / 1024,
       time.perf_counter() - t, x.shape[1])
@@ -272,8 +273,8 @@ _VIA_SH = ["/bin/sh", "-c", '"$0" "$@"; exit $?']
 
 
 def bench_memory(pairs: dict[str, tuple[Path, Path]]) -> dict:
-    """Case 4: peak RSS of ``extract_file`` on a short and a long recording, fresh process each."""
-    print("\n4. Peak RSS of extract_file (fresh process per file: ru_maxrss; VmHWM agrees)")
+    """Case 4: peak RSS of ``features_from_file`` on a short and a long recording, fresh process each."""
+    print("\n4. Peak RSS of features_from_file (fresh process per file: ru_maxrss; VmHWM agrees)")
     print(f"   {'format':6s} {'3 min MB':>9s} {'60 min MB':>10s} {'ratio':>6s} {'VmHWM ratio':>11s} "
           f"{'60 min s':>9s} {'xRT':>5s}")
     out = {}

@@ -94,21 +94,21 @@ def bench_predict(mp3s: list[Path], model, repeat: int) -> dict:
     import librosa
     import torch
 
-    from progrock.features.extract import reference_seed43
-    from progrock.predict import classify_features, classify_files
+    from progrock.features.reference import reference_seed43
+    from progrock.predict import classify, classify_files
 
     torch.set_num_threads(1)
 
     def ours():
         out = list(classify_files(model, mp3s, jobs=1))
         assert all(pred is not None for _, pred, _ in out), [r for *_, r in out if r]
-        return [pred.label for _, pred, _ in out]
+        return [pred.verdict for _, pred, _ in out]
 
     def reference():
         labels = []
         for p in mp3s:
             y, _ = librosa.load(str(p), sr=22_050, mono=True)
-            labels.append(classify_features(model, reference_seed43(y), name=str(p)).label)
+            labels.append(classify(model, reference_seed43(y), name=str(p)).verdict)
         return labels
 
     audio = durations(mp3s)
@@ -139,7 +139,8 @@ def bench_engines(paths: list[Path], repeat: int) -> dict:
 
     from progrock.parallel.engines import DaskEngine, LocalEngine
     from progrock.features import FeatureConfig, compute_features
-    from progrock.features.store import FeatureStore, extract_many
+    from progrock.features.cache import FeatureStore
+    from progrock.features.files import features_from_files
 
     config = FeatureConfig()
     compute_features(np.random.default_rng(0).standard_normal(44_100).astype(np.float32), config)
@@ -163,7 +164,7 @@ def bench_engines(paths: list[Path], repeat: int) -> dict:
                 with tempfile.TemporaryDirectory() as cache:
                     store = FeatureStore(cache, config)
                     t = time.perf_counter()
-                    results = extract_many([str(p) for p in paths], store, engine=engine)
+                    results = features_from_files([str(p) for p in paths], store, engine=engine)
                     if r == 0:
                         cold[name] = time.perf_counter() - t
                     else:

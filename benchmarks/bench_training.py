@@ -190,8 +190,7 @@ def synthetic_set(n: int, seed: int, per_song: int = 30):
     n_songs = int(song[-1]) + 1
     labels = (np.arange(n_songs) % 3 == 0).astype(np.int64)
     x[labels[song] == 1, 2:6] += 2.0
-    return SnippetSet(x=x, song=song, start=np.zeros(n, np.int64), songs=[f"s{seed}_{i}" for i in range(n_songs)],
-                      song_labels=labels)
+    return SnippetSet.from_arrays(x, song, [f"s{seed}_{i}" for i in range(n_songs)], labels)
 
 
 def epoch_seconds(stamps: list[float]) -> float:
@@ -251,14 +250,14 @@ def case_threads(args) -> None:
     """Where two cores go: one training epoch of ``train_model``'s step on one and on two threads.
 
     The same epoch function (:func:`progrock.training.loop._train_epoch`, the
-    fused pass on the CPU) on the seed-size set: one thread, and
+    compiled CPU backend) on the seed-size set: one thread, and
     :class:`~progrock.training.threads.BatchThreads` with each batch in two
     parts on two threads. Rounds interleaved, best and median of ``--rounds``
     kept.
     """
     from progrock.parallel.malloc import array_friendly_malloc
     from progrock.model.network import ModelConfig, SeedCNN
-    from progrock.training.loop import _train_epoch, _training_layout, feature_statistics
+    from progrock.training.loop import _train_epoch, feature_statistics
     from progrock.training.threads import BatchThreads
 
     array_friendly_malloc(trim_bytes=512 << 20)          # as train_model does
@@ -266,7 +265,6 @@ def case_threads(args) -> None:
     torch.manual_seed(0)
     model = SeedCNN(ModelConfig())
     model.normalisation.initialise(*feature_statistics(train.x))
-    x, y = _training_layout(model, train.x), torch.from_numpy(train.y.astype(np.float32))
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     gen = torch.Generator().manual_seed(0)
     ways = {"one thread": 1, "BatchThreads(2): 2 parts, 1 thread each": 2}
@@ -277,7 +275,7 @@ def case_threads(args) -> None:
         for way, parts in ways.items():
             with BatchThreads(parts) as threads:
                 t0 = time.perf_counter()
-                _train_epoch(model, opt, torch.tensor([2.0]), x, y, gen, 1024, threads)
+                _train_epoch(model, opt, train, 2.0, gen, 1024, threads)
                 if r:
                     times[way].append(time.perf_counter() - t0)
     one = min(times["one thread"])

@@ -93,7 +93,7 @@ def _check_card_against_api(sync_api, page, model, song: Path) -> dict:
     want = classify_file(model, song, name=song.name).to_dict()
     card = _card(page, song.name)
     verdict = card.locator(".verdict")
-    expect(verdict).to_have_text("Prog" if want["label"] == "prog" else "Not prog", timeout=WAIT_MS)
+    expect(verdict).to_have_text("Prog" if want["verdict"] == "prog" else "Not prog", timeout=WAIT_MS)
     expect(card.locator(".stat-prob")).to_have_text(f"{want['probability']:.2f}")
     votes = round(want["vote_fraction"] * want["n_snippets"])
     expect(card.locator(".stat-votes")).to_have_text(f"{votes} of {want['n_snippets']}")

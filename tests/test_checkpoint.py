@@ -60,7 +60,7 @@ def test_load_by_json_or_safetensors_path(tmp_path):
 
 def test_nonstandard_config_round_trips(tmp_path):
     config = ModelConfig(n_features=96, block_channels=4, n_blocks=3, trainable_normalisation=False)
-    features = FeatureConfig(set="logmel", n_mels=96, n_mfcc=0, n_chroma=0)
+    features = FeatureConfig(name="logmel", n_mels=96, n_mfcc=0, n_chroma=0)
     _save(tmp_path, config, features, name="logmel")
     loaded = load_model(tmp_path / "logmel.json", expect_features=features)
     assert loaded.model_config == config
@@ -69,7 +69,7 @@ def test_nonstandard_config_round_trips(tmp_path):
 
 def test_save_refuses_features_the_model_cannot_take(tmp_path):
     with pytest.raises(ConfigError, match="96"):
-        _save(tmp_path, ModelConfig(), FeatureConfig(set="logmel", n_mels=96, n_mfcc=0, n_chroma=0))
+        _save(tmp_path, ModelConfig(), FeatureConfig(name="logmel", n_mels=96, n_mfcc=0, n_chroma=0))
 
 
 def test_missing_files(tmp_path):
@@ -159,11 +159,11 @@ def test_missing_and_unexpected_tensors_are_refused(tmp_path):
 
 def test_mismatched_features_name_the_fields(tmp_path):
     _save(tmp_path)
-    logmel = FeatureConfig(set="logmel", n_mels=96, n_mfcc=0, n_chroma=0)
+    logmel = FeatureConfig(name="logmel", n_mels=96, n_mfcc=0, n_chroma=0)
     with pytest.raises(ConfigError) as info:
         load_model(tmp_path, expect_features=logmel)
     msg = str(info.value)
-    assert "set: model has 'seed43', expected 'logmel'" in msg
+    assert "name: model has 'seed43', expected 'logmel'" in msg
     assert "n_mels: model has 10, expected 96" in msg
     assert "n_fft" not in msg and "hop_length" not in msg      # equal fields are not listed
     load_model(tmp_path, expect_features=FeatureConfig())      # the right features load

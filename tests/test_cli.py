@@ -10,7 +10,7 @@ import numpy as np
 from progrock.audio import write_audio
 from progrock.cli import main
 from progrock.features import FeatureConfig
-from progrock.features.store import FeatureStore
+from progrock.features.cache import FeatureStore
 
 from conftest import SR, music
 

@@ -13,7 +13,8 @@ from progrock.cli import main
 from progrock.parallel.engines import DaskEngine, LocalEngine, make_engine
 from progrock.errors import ProgrockError
 from progrock.features import FeatureConfig
-from progrock.features.store import FeatureStore, extract_many
+from progrock.features.cache import FeatureStore
+from progrock.features.files import features_from_files
 from progrock.model.checkpoint import load_model
 from progrock.predict import classify_files
 from progrock.report.table import COLUMNS, row_of
@@ -136,7 +137,7 @@ def test_a_worker_killed_mid_run_loses_nothing(library, local_run, tiny_run, sch
             killed.append(kill_one_busy_worker(engine))
 
     with DaskEngine(scheduler) as engine:
-        results = extract_many(paths, store, engine=engine, progress=on_result)
+        results = features_from_files(paths, store, engine=engine, progress=on_result)
         assert killed and killed[0] not in engine.client.run(os.getpid).values()
         # A song the killed worker finished but had not yet reported is recomputed elsewhere and
         # found in the cache it wrote (atomically) before dying: "cached", not lost.

@@ -14,8 +14,9 @@ import librosa
 import numpy as np
 import pytest
 
-from progrock.features import FeatureConfig, compute_features, fast
-from progrock.features.extract import power_spectrogram, reference_seed43
+from progrock.features import FeatureConfig, compute_features
+from progrock.features import spectral as fast
+from progrock.features.reference import reference_power_spectrogram as power_spectrogram, reference_seed43
 
 from conftest import SR, real_songs
 

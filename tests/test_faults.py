@@ -24,7 +24,8 @@ import torch
 from progrock.audio import write_audio
 from progrock.errors import ModelError, ProgrockError
 from progrock.features import FeatureConfig
-from progrock.features.store import FeatureStore, extract_file, extract_many
+from progrock.features.cache import FeatureStore
+from progrock.features.files import features_from_file, features_from_files
 
 from conftest import SR, music
 
@@ -73,7 +74,7 @@ def test_features_killed_mid_run_leaves_only_whole_entries_and_resumes(demo_corp
     assert 4 <= len(kept) < len(files), "the kill came too late to test anything"
     fresh = {}
     for p in sorted(songs.iterdir()):
-        x, h = extract_file(p, FeatureConfig())
+        x, h = features_from_file(p, FeatureConfig())
         fresh[h] = x
     for entry in kept:                    # every entry that exists is whole and right
         h = entry.stem
@@ -186,12 +187,12 @@ def test_full_disk_while_caching_features_leaves_no_entry(small_disk, tmp_path):
     store.folder.mkdir(parents=True)
     store._write_config()
     _fill(small_disk, leave=64 * 1024)
-    [res] = extract_many([song], store)
+    [res] = features_from_files([song], store)
     # The song is reported failed, naming the full disk, and nothing is cached.
     assert res.status == "failed" and res.path == str(song) and "No space left on device" in res.error
     assert not [p for p in small_disk.rglob("*") if p.is_file() and p.name not in ("ballast", "config.json")]
     (small_disk / "ballast").unlink()
-    [again] = extract_many([song], store)                          # space again: it works
+    [again] = features_from_files([song], store)                          # space again: it works
     assert again.status == "computed" and store.get(again.audio_sha256) is not None
 
 
@@ -264,10 +265,10 @@ def test_cached_entry_holding_nan_never_reaches_the_model(tmp_path):
     np.save(store.path(poisoned.audio_sha256), x)
     data = load_features(manifest, store)                  # the entry is refused and computed again
     i = [s.path for s in data.songs].index(poisoned.path)
-    np.testing.assert_array_equal(data.features[i], clean.features[i])
+    np.testing.assert_array_equal(data.features["seed43"][i], clean.features["seed43"][i])
     assert np.all(np.isfinite(store.get(poisoned.audio_sha256)))
 
-    data.features[i] = x                                   # NaN that did not come through the cache
+    data.features["seed43"][i] = x                         # NaN that did not come through the cache
     skipped: list = []
     sets = snippet_sets(data, SnippetConfig(), skipped=skipped)
     assert skipped == [(poisoned.path, skipped[0][1])] and "NaN or infinite" in skipped[0][1]

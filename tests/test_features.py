@@ -10,7 +10,7 @@ from progrock.audio import decode, write_audio
 from progrock.constants import SNIPPET_FRAMES
 from progrock.errors import ConfigError
 from progrock.features import FeatureConfig, compute_features
-from progrock.features.extract import reference_seed43
+from progrock.features.reference import reference_seed43
 
 from conftest import SR, music
 
@@ -69,4 +69,4 @@ def test_config_key_changes_with_every_parameter():
 
 def test_unknown_feature_set_is_refused():
     with pytest.raises(ConfigError, match="unknown feature set"):
-        FeatureConfig(set="mystery")
+        FeatureConfig(name="mystery")

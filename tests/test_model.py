@@ -167,7 +167,7 @@ def test_folded_normalisation_equals_explicit_normalisation():
     model.normalisation.initialise(rng.uniform(-20, 20, 43), rng.uniform(0.5, 10, 43))
     x = torch.from_numpy(rng.normal(3, 8, (4, 43, 431)).astype(np.float32))
     explicit = model.stem.conv(model.normalisation(x))
-    np.testing.assert_allclose(torch.nn.functional.conv1d(x, *model._folded_stem()).detach().numpy(),
+    np.testing.assert_allclose(torch.nn.functional.conv1d(x, *model.folded_stem()).detach().numpy(),
                                explicit.detach().numpy(), rtol=1e-4, atol=1e-4)
     # and the normalisation still receives gradients through the folded path
     model(x).sum().backward()
@@ -175,45 +175,8 @@ def test_folded_normalisation_equals_explicit_normalisation():
     assert float(model.normalisation.log_scale.grad.abs().sum()) > 0
 
 
-@pytest.mark.parametrize("kernel_size", [5, 4])
-def test_fast_scores_equal_the_plain_modules_in_both_layouts_and_modes(kernel_size):
-    """``scores`` (channels-last 2-D convolutions) computes what the modules in order compute.
-
-    Same outputs in evaluation; in training the same dropout draws for the same
-    seed, and the same gradients for every parameter and for the input (the
-    fast path pools before the ELU and has its own stem backward). Tolerance:
-    float32 rounding of differently ordered sums (1e-4 relative).
-    """
-    torch.manual_seed(5)
-    model = SeedCNN(ModelConfig(kernel_size=kernel_size))
-    rng = np.random.default_rng(3)
-    model.normalisation.initialise(rng.uniform(-20, 20, 43), rng.uniform(0.5, 10, 43))
-    x = torch.from_numpy(rng.normal(3, 8, (5, 43, 431)).astype(np.float32)).requires_grad_()
-    for training in (False, True):
-        model.train(training)
-        outs, grads = [], []
-        for run in (lambda: model.reference_scores(x), lambda: model.scores(x),
-                    lambda: model.scores(x.transpose(1, 2).contiguous(), time_major=True)):
-            model.zero_grad()
-            x.grad = None
-            torch.manual_seed(9)                               # the same dropout draws
-            s = run()
-            (s ** 2).sum().backward()
-            outs.append(s.detach().numpy())
-            grads.append([p.grad.clone().numpy() for p in model.parameters()] + [x.grad.clone().numpy()])
-        for out, grad in zip(outs[1:], grads[1:]):
-            np.testing.assert_allclose(out, outs[0], rtol=1e-4, atol=1e-4)
-            for g, g0 in zip(grad, grads[0]):
-                np.testing.assert_allclose(g, g0, rtol=1e-3, atol=1e-3 * float(np.abs(g0).max()))
-        if training:                                           # dropout really acted
-            model.eval()
-            assert not np.allclose(outs[0], model.reference_scores(x).detach().numpy())
-    with pytest.raises(ConfigError, match="frames, 43"):
-        model.scores(x, time_major=True)
-
-
 # ---------------------------------------------------------------------------------------------
-# the fused training pass (progrock.model.fused)
+# the backends (progrock.model.backends): the forward's function, computed elsewhere
 
 
 def _music_snippets(n: int, n_frames: int) -> np.ndarray:
@@ -237,10 +200,16 @@ def _music_snippets(n: int, n_frames: int) -> np.ndarray:
     return np.ascontiguousarray(np.stack(out), dtype=np.float32)
 
 
+def _frames(x: np.ndarray) -> np.ndarray:
+    """Snippets ``[n, F, T]`` end to end as a frames matrix ``[F, n * T]`` (snippet ``i`` starts at ``i * T``)."""
+    n, f, t = x.shape
+    return np.ascontiguousarray(x.transpose(1, 0, 2).reshape(f, n * t))
+
+
 def _plain_step(model, x, labels, pos_weight, seed):
     """Loss, logits and gradients of the plain modules in order (their own dropout draws from ``seed``)."""
     torch.manual_seed(seed)
-    logits = model.voting(model.reference_scores(torch.from_numpy(x)))
+    logits = model.voting(model.scores(torch.from_numpy(x)))
     loss = torch.nn.functional.binary_cross_entropy_with_logits(
         logits, torch.from_numpy(labels), reduction="sum",
         pos_weight=None if pos_weight is None else torch.tensor([pos_weight])) / 64
@@ -256,17 +225,21 @@ def _plain_step(model, x, labels, pos_weight, seed):
     (ModelConfig(n_frames=120, kernel_size=3, dropout=0.0, stem_channels=5, block_channels=3), 0.4),
     (ModelConfig(n_frames=90, n_blocks=0, trainable_normalisation=False), 2.0),
 ])
-def test_fused_training_pass_equals_the_plain_modules(config, pos_weight):
-    """The fused pass gives the loss, logits and every gradient of the modules in order.
+@pytest.mark.parametrize("backend", ["fused", "autograd"])
+def test_backend_training_pass_equals_the_plain_modules(config, pos_weight, backend):
+    """Each backend gives the loss, logits and every gradient of the modules in order.
 
-    The reference is one pass through the plain modules (``reference_scores``:
+    The reference is one pass through the plain modules (:meth:`SeedCNN.scores`:
     Conv1d, ELU, Dropout1d, MaxPool1d in the seed's order, with their own
     dropout draws), noisy voting, BCE with ``pos_weight`` and autograd; the
-    fused pass gets the same draws from :meth:`SeedCNN.draw_noise` under the
-    same seed, on real feature values, over parts as the training threads cut
-    them. Tolerance: float32 rounding of differently ordered sums.
+    backend gets the same draws from :meth:`SeedCNN.draw_noise` under the
+    same seed, on real feature values read in place from the frames, over
+    parts as the training threads cut them. Tolerance: float32 rounding of
+    differently ordered sums.
     """
-    from progrock.model import fused
+    import importlib
+
+    fused = importlib.import_module(f"progrock.model.backends.{backend}")
 
     torch.manual_seed(3)
     model = SeedCNN(config).train()
@@ -279,8 +252,9 @@ def test_fused_training_pass_equals_the_plain_modules(config, pos_weight):
     torch.manual_seed(8)
     noise = model.draw_noise(len(index))
     parts = [slice(0, 4), slice(4, 9)]
-    loss, grads, logits = fused.training_pass(
-        model, x_all, index, labels, noise, pos_weight=pos_weight, scale=1 / 64,
+    frames, starts = _frames(x_all), index * config.n_frames
+    loss, grads, logits = fused.loss_and_gradients(
+        model, frames, starts, labels, noise, pos_weight=pos_weight, scale=1 / 64,
         map_parts=lambda fn, n: [fn(k, rows) for k, rows in enumerate(parts)])
     np.testing.assert_allclose(logits, logits0, rtol=1e-4, atol=1e-4)
     assert loss == pytest.approx(loss0, rel=1e-5)
@@ -291,33 +265,43 @@ def test_fused_training_pass_equals_the_plain_modules(config, pos_weight):
     if config.dropout:                                           # the draws really dropped channels
         assert any(float(m.min()) == 0 for m in noise.masks)
     # no gradient may depend on where the batch is cut
-    _, grads_one, logits_one = fused.training_pass(model, x_all, index, labels, noise, pos_weight=pos_weight,
-                                                   scale=1 / 64)
+    _, grads_one, logits_one = fused.loss_and_gradients(model, frames, starts, labels, noise,
+                                                        pos_weight=pos_weight, scale=1 / 64)
     np.testing.assert_allclose(logits_one, logits, rtol=1e-6)
     for g, g1 in zip(grads, grads_one):
         np.testing.assert_allclose(g1.numpy(), g.numpy(), rtol=1e-4, atol=1e-6 * float(g.abs().max()))
 
 
-def test_fused_logits_equal_predict_logits():
-    from progrock.model import fused
+@pytest.mark.parametrize("backend", ["fused", "autograd"])
+def test_backend_logits_equal_predict_logits(backend):
+    import importlib
 
+    fused = importlib.import_module(f"progrock.model.backends.{backend}")
     torch.manual_seed(1)
     model = SeedCNN(ModelConfig()).train()                       # logits() evaluates all the same
     x = _music_snippets(6, 431)
     model.normalisation.initialise(x.mean(axis=(0, 2)), x.std(axis=(0, 2)))
     expected = predict_logits(model, x)
-    np.testing.assert_allclose(fused.logits(model, x), expected, rtol=1e-4, atol=1e-4)
+    frames, starts = _frames(x), np.arange(6) * 431
+    np.testing.assert_allclose(fused.logits(model, frames, starts), expected, rtol=1e-4, atol=1e-4)
     halves = lambda fn, n: [fn(0, slice(0, 2)), fn(1, slice(2, n))]
-    np.testing.assert_allclose(fused.logits(model, x, map_parts=halves), expected, rtol=1e-4, atol=1e-4)
-    with pytest.raises(ConfigError, match="C-contiguous float32"):
-        fused.logits(model, x.transpose(0, 2, 1).copy().transpose(0, 2, 1))
-    with pytest.raises(ConfigError, match="C-contiguous float32"):
-        fused.logits(model, x.astype(np.float64))
+    np.testing.assert_allclose(fused.logits(model, frames, starts, map_parts=halves), expected,
+                               rtol=1e-4, atol=1e-4)
+    # overlapping windows read in place: each equals its own copy
+    shifted = np.array([5, 100, 431 * 2 + 17])
+    copies = np.stack([frames[:, s:s + 431] for s in shifted])
+    np.testing.assert_allclose(fused.logits(model, frames, shifted), predict_logits(model, copies),
+                               rtol=1e-4, atol=1e-4)
+    if backend == "fused":
+        with pytest.raises(ConfigError, match="C-contiguous float32"):
+            fused.logits(model, np.asfortranarray(frames), starts)
+        with pytest.raises(ConfigError, match="C-contiguous float32"):
+            fused.logits(model, frames.astype(np.float64), starts)
 
 
 def test_fused_elu_is_within_two_ulps_of_pytorchs():
     """The polynomial ELU (vectorisable, no expf call) against PyTorch's on the whole float range."""
-    from progrock.model import fused
+    from progrock.model.backends import fused
 
     z = np.concatenate([np.linspace(-30, 30, 20_001), -np.logspace(-12, 1.5, 4_001), np.logspace(-12, 3, 500),
                         [0.0, -0.0, -17.5, -17.4999, -87.0, -1e30, 1e30, 1e-40, -1e-40]]).astype(np.float32)
@@ -329,19 +313,19 @@ def test_fused_elu_is_within_two_ulps_of_pytorchs():
 
 
 def test_fused_training_pass_refuses_what_does_not_fit():
-    """The compiled loop checks no index: wrong indices or draws are refused before it runs."""
-    from progrock.model import fused
+    """The compiled loop checks no index: wrong starts or draws are refused before it runs."""
+    from progrock.model.backends import fused
 
     torch.manual_seed(2)
     model = SeedCNN(ModelConfig(n_frames=100)).train()
-    x = _music_snippets(3, 100)
+    frames = _frames(_music_snippets(3, 100))                  # 300 frames: starts 0..200 fit
     noise = model.draw_noise(2)
     y = np.zeros(2, np.float32)
-    for index, labels, draws, match in [
-            (np.array([0, 3]), y, noise, "out of range"),
+    for starts, labels, draws, match in [
+            (np.array([0, 201]), y, noise, "out of range"),
             (np.array([-1, 0]), y, noise, "out of range"),
             (np.array([0, 1]), np.zeros(3), noise, "do not fit a batch"),
             (np.array([0, 1]), y, model.draw_noise(3), "do not fit"),
     ]:
         with pytest.raises(ConfigError, match=match):
-            fused.training_pass(model, x, index, labels, draws, pos_weight=None, scale=1.0)
+            fused.loss_and_gradients(model, frames, starts, labels, draws, pos_weight=None, scale=1.0)

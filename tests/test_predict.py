@@ -18,8 +18,8 @@ from progrock.predict import classify_array, classify_file
 
 from conftest import SR, music
 
-KEYS = {"path", "label", "probability", "vote_fraction", "n_snippets", "duration", "snippet_starts",
-        "snippet_probs", "threshold"}
+KEYS = {"path", "verdict", "probability", "vote_fraction", "n_snippets", "duration", "snippet_starts",
+        "snippet_probs", "snippet_seconds", "threshold", "rule", "model", "truth"}
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +33,7 @@ def test_prediction_equals_the_evaluation_of_the_same_song(tiny_run, model):
     pred = classify_file(model, tiny_run.run_dir / row.path)
     assert pred.snippet_probs == row.snippet_probs
     assert pred.snippet_starts == row.snippet_starts
-    assert pred.label == row.predicted and pred.vote_fraction == pytest.approx(row.vote_fraction, abs=1e-4)
+    assert pred.verdict == row.verdict and pred.vote_fraction == pytest.approx(row.vote_fraction, abs=1e-4)
     # The verdict follows the vote: at least half the snippets at or above the threshold.
     votes = np.mean(np.array(pred.snippet_probs) >= model.threshold)
     assert pred.is_prog == (votes >= 0.5)
@@ -45,7 +45,7 @@ def test_tags_and_file_name_do_not_change_the_verdict(tmp_path, demo_corpus, mod
     a = write_audio(tmp_path / "Yes - Close to the Edge.flac", audio.y, SR, tags={"genre": "Progressive Rock"})
     b = write_audio(tmp_path / "unknown.flac", audio.y, SR, tags={"genre": "Schlager", "title": "?"})
     pa, pb = classify_file(model, a), classify_file(model, b)
-    assert pa.snippet_probs == pb.snippet_probs and pa.label == pb.label
+    assert pa.snippet_probs == pb.snippet_probs and pa.verdict == pb.verdict
 
 
 def test_array_layer_refuses_another_sample_rate(model):
@@ -69,7 +69,7 @@ def test_predict_cli_json_goes_on_after_bad_files(tmp_path, demo_corpus, tiny_ru
     lines = [json.loads(line) for line in captured.out.splitlines()]
     assert [d["path"].split("/")[-1] for d in lines] == sorted(s.name for s in songs)
     for d in lines:
-        assert set(d) == KEYS and d["label"] in ("prog", "nonprog")
+        assert set(d) == KEYS and d["verdict"] in ("prog", "nonprog")
         assert 0 <= d["probability"] <= 1 and d["n_snippets"] == len(d["snippet_probs"]) >= 1
     assert "broken.mp3" in captured.err and "blip.wav" in captured.err and "too short" in captured.err
 
@@ -79,7 +79,7 @@ def test_predict_cli_csv_and_barcode_pngs(tmp_path, demo_corpus, tiny_run, capsy
     assert main(["predict", str(tiny_run.run_dir), str(song), "--csv", "--barcodes", str(tmp_path / "bars")]) == 0
     rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
     assert len(rows) == 1 and rows[0]["path"] == str(song)
-    assert len(rows[0]["barcode"].split()) == int(rows[0]["n_snippets"])
+    assert len(rows[0]["snippet_probs"].split()) == int(rows[0]["n_snippets"])
     png = tmp_path / "bars" / f"{song.name}.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

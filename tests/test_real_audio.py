@@ -20,7 +20,7 @@ import soundfile as sf
 from progrock.audio import write_audio
 from progrock.cli import main
 from progrock.features import FeatureConfig
-from progrock.features.store import FeatureStore
+from progrock.features.cache import FeatureStore
 
 from conftest import real_songs
 

@@ -24,7 +24,7 @@ from progrock.audio.stream import decode_streamed
 from progrock.cli import main
 from progrock.errors import DecodeError, ProgrockError
 from progrock.features import FeatureConfig, compute_features
-from progrock.features.store import extract_file
+from progrock.features.files import features_from_file
 
 from conftest import SR, music
 
@@ -112,7 +112,7 @@ def test_truncated_file_keeps_what_decodes(tmp_path, ext):
     assert 10.0 < audio.duration < 20.0          # about half of the 30 s, not all and not nothing
     n = len(audio.y) - SR                        # the audio kept is the song's beginning
     assert np.corrcoef(audio.y[SR // 2:n], y[SR // 2:n])[0, 1] > 0.9
-    x, h = extract_file(path, FeatureConfig())
+    x, h = features_from_file(path, FeatureConfig())
     assert h == audio.sha256 and np.all(np.isfinite(x))
 
 
@@ -121,8 +121,8 @@ def test_garbage_tags_do_not_change_the_audio(tmp_path, ext):
     clean, bad = garbage_tagged(tmp_path, ext, music(12.0, seed=6))
     a, b = decode(clean), decode(bad)
     assert a.sha256 == b.sha256
-    xa, ha = extract_file(clean, FeatureConfig())
-    xb, hb = extract_file(bad, FeatureConfig())
+    xa, ha = features_from_file(clean, FeatureConfig())
+    xb, hb = features_from_file(bad, FeatureConfig())
     assert ha == hb == a.sha256
     np.testing.assert_array_equal(xa, xb)
 
@@ -137,7 +137,7 @@ def test_wav_sample_formats_and_rates(tmp_path, subtype, sr):
     assert (audio.source_sr, audio.sr, audio.channels) == (sr, SR, 1)
     assert audio.duration == pytest.approx(3.0, abs=1e-3)
     # The content survives the sample format and the resampling (the loudest chroma bin is A).
-    x, h = extract_file(path, FeatureConfig())
+    x, h = features_from_file(path, FeatureConfig())
     assert h == audio.sha256 and np.all(np.isfinite(x))
     assert int(np.argmax(x[30:42].mean(axis=1))) == 9
     # Against the float original: less error than one quantisation step (8 bits: 1/128).
@@ -163,7 +163,7 @@ def test_digital_silence_warns_at_most_and_gives_finite_features(tmp_path):
     path = write_audio(tmp_path / "silence.flac", np.zeros(12 * SR, np.float32), SR)
     audio = decode(path)
     assert audio.duration == pytest.approx(12.0) and not audio.y.any()
-    x, _ = extract_file(path, FeatureConfig())
+    x, _ = features_from_file(path, FeatureConfig())
     assert x.shape[1] > 400 and np.all(np.isfinite(x))
     logmel = FeatureConfig.named("logmel")
     assert np.all(np.isfinite(compute_features(audio.y, logmel)))
@@ -173,7 +173,7 @@ def test_digital_silence_warns_at_most_and_gives_finite_features(tmp_path):
 def test_extreme_but_finite_audio_gives_finite_features(tmp_path, scale):
     path = tmp_path / "loud.wav"
     sf.write(path, music(12.0) * scale, SR, subtype="FLOAT")
-    x, _ = extract_file(path, FeatureConfig())
+    x, _ = features_from_file(path, FeatureConfig())
     assert np.all(np.isfinite(x))
     assert np.all(np.isfinite(compute_features(decode(path).y, FeatureConfig.named("logmel"))))
 
@@ -184,7 +184,7 @@ def test_float_wav_with_nan_or_inf_is_refused(tmp_path, value):
     y[5000:5003] = value
     path = tmp_path / "poisoned.wav"
     sf.write(path, y, SR, subtype="FLOAT")
-    for read in (decode, lambda p: extract_file(p, FeatureConfig())):
+    for read in (decode, lambda p: features_from_file(p, FeatureConfig())):
         with pytest.raises(DecodeError, match="NaN or infinite") as info:
             read(path)
         assert str(path) in str(info.value)
@@ -203,7 +203,7 @@ def test_absurdly_large_samples_are_refused_by_the_streamed_decoder(tmp_path):
     path = tmp_path / "absurd.wav"
     sf.write(path, music(12.0) * 1e30, SR, subtype="FLOAT")
     with pytest.raises(DecodeError, match="sample values reach"):
-        extract_file(path, FeatureConfig())
+        features_from_file(path, FeatureConfig())
 
 
 def test_text_named_flac_is_not_recognised_by_the_decoder(tmp_path):
@@ -218,7 +218,7 @@ def test_text_named_flac_is_not_recognised_by_the_streamed_decoder(tmp_path):
     path = tmp_path / "notes.flac"
     path.write_text("These are words, not music.\n" * 40)
     with pytest.raises(DecodeError, match="not a recognised audio file"):
-        extract_file(path, FeatureConfig())
+        features_from_file(path, FeatureConfig())
 
 
 def test_symlinks_are_followed_and_dangling_ones_named(tmp_path):
@@ -228,7 +228,7 @@ def test_symlinks_are_followed_and_dangling_ones_named(tmp_path):
     assert decode(link).sha256 == decode(target).sha256
     dangling = tmp_path / "gone.mp3"
     dangling.symlink_to(tmp_path / "deleted.mp3")
-    for read in (decode, lambda p: extract_file(p, FeatureConfig())):
+    for read in (decode, lambda p: features_from_file(p, FeatureConfig())):
         with pytest.raises(DecodeError, match="broken symbolic link"):
             read(dangling)
 
@@ -299,12 +299,12 @@ def test_an_hour_long_file_in_bounded_memory(tmp_path):
     code = (
         "import resource, sys, numpy as np\n"
         "from progrock.features import FeatureConfig\n"
-        "from progrock.features.store import extract_file\n"
+        "from progrock.features.files import features_from_file\n"
         "from progrock.data.manifest import _probe\n"
         "rss = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024\n"
-        "extract_file(sys.argv[2], FeatureConfig())\n"
+        "features_from_file(sys.argv[2], FeatureConfig())\n"
         "base = rss()\n"
-        "x, h = extract_file(sys.argv[1], FeatureConfig())\n"
+        "x, h = features_from_file(sys.argv[1], FeatureConfig())\n"
         "feat = rss() - base\n"
         "info = _probe(sys.argv[1])\n"
         "scan = rss() - base\n"
@@ -473,7 +473,7 @@ def test_predict_classifies_the_good_and_lists_the_bad(mixed, mixed_run):
     for label in ("prog", "nonprog"):
         for name in FINE:
             d = got[str(mixed / label / "odd" / name)]
-            assert d["label"] in ("prog", "nonprog") and d["n_snippets"] >= 1
+            assert d["verdict"] in ("prog", "nonprog") and d["n_snippets"] >= 1
             assert all(0.0 <= p <= 1.0 for p in d["snippet_probs"])
 
 

@@ -26,14 +26,15 @@ with warnings.catch_warnings():  # starlette nudges towards httpx2; httpx is wha
 
 from progrock.audio import write_audio
 from progrock.model.checkpoint import load_model
-from progrock.predict import SongPrediction, classify_file
+from progrock.evaluation.verdict import SongResult
+from progrock.predict import classify_file
 from progrock.serve import create_app
 from progrock.serve.schemas import Prediction
 from progrock.serve.upload import MULTIPART_OVERHEAD, display_name
 
 from conftest import SR, music
 
-KEYS = {f.name for f in fields(SongPrediction)}
+KEYS = {f.name for f in fields(SongResult)}
 BOUNDARY = "progrock-test-boundary-5f1c"
 
 
@@ -153,7 +154,7 @@ def assert_still_serving(client, song: Path) -> None:
 
 
 def test_prediction_schema_mirrors_song_prediction():
-    """The response model has exactly the keys of SongPrediction.to_dict()."""
+    """The response model has exactly the keys of SongResult.to_dict() for a song of unknown class."""
     assert set(Prediction.model_fields) == KEYS
 
 
@@ -166,14 +167,14 @@ def test_songs_in_every_format_get_the_verdict_predict_gives(client, model, demo
         assert r.status_code == 200, (song, r.text)
         got = r.json()
         assert set(got) == KEYS
-        assert got["label"] in {"prog", "nonprog"}
+        assert got["verdict"] in {"prog", "nonprog"}
         assert 0 <= got["probability"] <= 1 and 0 <= got["vote_fraction"] <= 1
         assert all(0 <= p <= 1 for p in got["snippet_probs"])
         assert got["n_snippets"] == len(got["snippet_probs"]) == len(got["snippet_starts"]) >= 1
         assert got["path"] == song.name
         # Exactly what the command line's classify_file says about the same file.
         assert got == classify_file(model, song, name=song.name).to_dict()
-        labels.add(got["label"])
+        labels.add(got["verdict"])
     assert labels == {"prog", "nonprog"}, "a model that says one thing for every format proves little"
 
 

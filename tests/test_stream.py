@@ -11,9 +11,11 @@ from progrock.audio import decode, write_audio
 from progrock.audio import stream as stream_mod
 from progrock.audio.stream import decode_streamed, stream_decode
 from progrock.errors import DecodeError
-from progrock.features import FeatureConfig, compute_features, fast
-from progrock.features.store import FeatureStore, extract_file, extract_many
-from progrock.features.streaming import stream_features
+from progrock.features import FeatureConfig, compute_features
+from progrock.features import spectral as fast
+from progrock.features.cache import FeatureStore
+from progrock.features.files import features_from_file, features_from_files
+from progrock.features.files import decode_into
 
 from conftest import SR, music
 
@@ -78,28 +80,29 @@ def test_extract_file_equals_features_of_the_decoded_signal(tmp_path, ext, set_n
     path = write_audio(tmp_path / f"x.{ext}", stereo(14.0, 44_100, seed=2), 44_100)
     config = FeatureConfig.named(set_name)
     audio = decode(path)
-    x, h = extract_file(path, config)
+    x, h = features_from_file(path, config)
     assert h == audio.sha256
     np.testing.assert_array_equal(x, compute_features(audio.y, config))
 
 
 def test_spooling_to_disk_gives_the_same_features(tmp_path, monkeypatch):
     path = write_audio(tmp_path / "x.ogg", stereo(20.0, 44_100, seed=3), 44_100)
-    expected, h = extract_file(path, FeatureConfig())
+    expected, h = features_from_file(path, FeatureConfig())
     monkeypatch.setattr(fast, "SPOOL_BYTES", 0)  # everything through the temporary file
-    sink, info = stream_features(path, FeatureConfig())
-    assert sink._acc._spool.bytes_on_disk > 0 and sink._acc._spool.bytes_in_memory == 0
-    np.testing.assert_array_equal(sink.finish(), expected)
+    sink, info = decode_into(path, [FeatureConfig()])
+    spool = sink.branches[0].acc.frames._spool
+    assert spool.bytes_on_disk > 0 and spool.bytes_in_memory == 0
+    np.testing.assert_array_equal(sink.branches[0].finish(), expected)
     assert info.sha256 == h
 
 
 def test_a_cached_hash_skips_the_second_pass(tmp_path, monkeypatch):
     path = write_audio(tmp_path / "x.flac", music(11.0), SR)
     store = FeatureStore(tmp_path / "cache", FeatureConfig())
-    [first] = extract_many([path], store)
+    [first] = features_from_files([path], store)
     finished = []
     monkeypatch.setattr(fast.Seed43Stream, "finish", lambda self: finished.append(1))
-    [again] = extract_many([path], store)
+    [again] = features_from_files([path], store)
     assert again.status == "cached" and again.audio_sha256 == first.audio_sha256
     assert finished == []
 

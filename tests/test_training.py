@@ -40,9 +40,8 @@ def make_set(n_songs: int, seed: int) -> SnippetSet:
         song += [i] * n
         labels.append(prog)
     x = np.concatenate(xs)
-    return SnippetSet(x=x, song=np.array(song), start=np.zeros(len(x), np.int64),
-                      songs=[f"song{seed}_{i}" for i in range(n_songs)],
-                      song_labels=np.array(labels, dtype=np.int64))
+    return SnippetSet.from_arrays(x, np.array(song), [f"song{seed}_{i}" for i in range(n_songs)],
+                                  np.array(labels, dtype=np.int64))
 
 
 def _config(**kw):
@@ -210,8 +209,8 @@ def test_train_config_round_trip_and_validation():
 
 def test_unlabelled_or_misshapen_sets_are_refused(data, tmp_path):
     train, val, _ = data
-    bad = SnippetSet(x=train.x, song=train.song, start=train.start, songs=train.songs,
-                     song_labels=np.where(np.arange(len(train.songs)) == 0, -1, train.song_labels))
+    bad = SnippetSet.from_arrays(train.x, train.song, train.songs,
+                                 np.where(np.arange(len(train.songs)) == 0, -1, train.song_labels))
     with pytest.raises(Exception, match="without a label"):
         _train(bad, val, tmp_path, _config(epochs=1))
     with pytest.raises(ConfigError, match="shape"):
@@ -220,19 +219,20 @@ def test_unlabelled_or_misshapen_sets_are_refused(data, tmp_path):
 
 
 @pytest.mark.parametrize("n_threads", [1, 2, 3])
-@pytest.mark.parametrize("layout", ["fused", "time-major"])
-def test_batch_on_threads_has_the_gradient_of_one_plain_pass(data, n_threads, layout):
+@pytest.mark.parametrize("backend", ["fused", "autograd"])
+def test_batch_on_threads_has_the_gradient_of_one_plain_pass(data, n_threads, backend):
     """A batch split over threads: the plain modules' loss, logits and gradient, same draws.
 
     The reference is one pass of the whole batch through the modules in order
-    (``reference_scores`` with its own Dropout1d draws, then noisy voting), the
-    mean weighted BCE, and autograd. The threaded step draws the same masks
-    and voting weights up front and sums the parts' gradients, with the fused
-    pass (the training set as an array, the CPU's path) or the model's own
-    pass (a time-major tensor, the path off the CPU).
+    (:meth:`SeedCNN.scores` with its own Dropout1d draws, then noisy voting),
+    the mean weighted BCE, and autograd. The threaded step draws the same masks
+    and voting weights up front and sums the parts' gradients, on the compiled
+    CPU backend or the autograd backend, reading the batch in place from the
+    training set's frames.
     """
+    import importlib
+
     from progrock.model.network import SeedCNN
-    from progrock.training.loop import _batch_gradients, _time_major, _training_layout
     from progrock.training.threads import BatchThreads
 
     train = data[0]
@@ -240,21 +240,22 @@ def test_batch_on_threads_has_the_gradient_of_one_plain_pass(data, n_threads, la
     model = SeedCNN(MODEL).train()
     model.normalisation.initialise(*feature_statistics(train.x))
     params = [p for p in model.parameters() if p.requires_grad]
-    pos_weight = torch.tensor([2.0])
-    idx = torch.randperm(len(train), generator=torch.Generator().manual_seed(1))[:45]
-    y = torch.from_numpy(train.y.astype(np.float32))
+    idx = torch.randperm(len(train), generator=torch.Generator().manual_seed(1))[:45].numpy()
+    y = train.y.astype(np.float32)
 
     torch.manual_seed(7)
-    logits0 = model.voting(model.reference_scores(torch.from_numpy(train.x[idx.numpy()])))
-    loss0 = torch.nn.functional.binary_cross_entropy_with_logits(logits0, y[idx], pos_weight=pos_weight)
+    logits0 = model.voting(model.scores(torch.from_numpy(train.x[idx])))
+    loss0 = torch.nn.functional.binary_cross_entropy_with_logits(logits0, torch.from_numpy(y[idx]),
+                                                                 pos_weight=torch.tensor([2.0]))
     grads0 = torch.autograd.grad(loss0, params)
 
     torch.manual_seed(7)
+    impl = importlib.import_module(f"progrock.model.backends.{backend}")
     with BatchThreads(n_threads) as threads:
-        x = _training_layout(model, train.x) if layout == "fused" else _time_major(train.x)
-        assert isinstance(x, np.ndarray) == (layout == "fused")
-        loss, grads, logits = _batch_gradients(model, params, x, y, idx, pos_weight, threads)
-    np.testing.assert_allclose(logits.numpy(), logits0.detach().numpy(), rtol=1e-4, atol=1e-4)
+        noise = model.draw_noise(len(idx))
+        loss, grads, logits = impl.loss_and_gradients(model, train.frames.x, train.offsets[idx], y[idx], noise,
+                                                      pos_weight=2.0, scale=1 / len(idx), map_parts=threads.map)
+    np.testing.assert_allclose(logits, logits0.detach().numpy(), rtol=1e-4, atol=1e-4)
     assert loss == pytest.approx(float(loss0.detach()), rel=1e-5)
     for g, g0 in zip(grads, grads0):
         np.testing.assert_allclose(g.numpy(), g0.numpy(), rtol=1e-3, atol=1e-4 * float(g0.abs().max()))

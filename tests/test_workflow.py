@@ -21,8 +21,8 @@ def run(tiny_run):
 def test_short_training_beats_chance_on_held_out_songs(run):
     """The CNN's song verdicts on validation and test songs together are clearly better than chance."""
     rows = run.evaluation.songs["validation"] + run.evaluation.songs["test"]
-    y = np.array([r.label == "prog" for r in rows])
-    pred = np.array([r.predicted == "prog" for r in rows])
+    y = np.array([r.truth == "prog" for r in rows])
+    pred = np.array([r.verdict == "prog" for r in rows])
     prob = np.array([r.probability for r in rows])
     m = binary_metrics(y, pred, prob)
     assert y.sum() >= 3 and (~y).sum() >= 5
@@ -36,7 +36,7 @@ def test_run_folder_describes_itself(run):
                  "evaluation.json", "report.html", "curves.png"):
         assert (d / name).is_file(), name
     config = json.loads((d / "config.json").read_text())
-    assert config["training"]["epochs"] == 40 and config["features"]["set"] == "seed43"
+    assert config["training"]["epochs"] == 40 and config["features"]["name"] == "seed43"
     assert config["snippets"]["hop"] == {"prog": 8.0, "nonprog": 12.0}
     assert len(json.loads((d / "history.json").read_text())) == 40
 

@@ -179,11 +179,12 @@ def features(source: Path, cache: Path | None, feature_set: str, jobs: int | Non
     """Compute and cache features of a folder's audio files or a manifest's songs."""
     from progrock.audio import find_audio_files
     from progrock.data.manifest import read_manifest
-    from progrock.parallel.engines import workers_share
     from progrock.features import FeatureConfig
-    from progrock.features.store import FeatureStore, extract_many
+    from progrock.features.cache import FeatureCache
+    from progrock.features.files import features_from_files
 
-    store = FeatureStore(workers_share(cache or default_cache()), FeatureConfig.named(feature_set))
+    config = FeatureConfig.named(feature_set)
+    store = FeatureCache(cache or default_cache())
     if source.is_dir():
         paths, hashes = find_audio_files(source), None
     elif source.is_file():
@@ -192,14 +193,13 @@ def features(source: Path, cache: Path | None, feature_set: str, jobs: int | Non
         paths, hashes = [manifest.resolve(s) for s in songs], [s.audio_sha256 for s in songs]
     else:
         raise ProgrockError(f"{source}: no such folder or manifest")
-    if engine != "local":  # workers elsewhere open the files by absolute path
-        paths = [workers_share(p) for p in paths]
     with open_engine(engine, scheduler, jobs) as runner, \
-            progress_bar(f"features ({store.config.set})", len(paths)) as advance:
-        results = extract_many(paths, store, known_hashes=hashes, engine=runner, progress=advance)
+            progress_bar(f"features ({config.name})", len(paths)) as advance:
+        results = features_from_files(paths, store.store(config), known_hashes=hashes, engine=runner,
+                                      progress=advance)
     counts = {k: sum(r.status == k for r in results) for k in ("computed", "cached", "failed")}
     out.print(f"{len(results)} files: {counts['computed']} computed, {counts['cached']} cached, "
-              f"{counts['failed']} failed  ->  {store.folder}")
+              f"{counts['failed']} failed  ->  {store.store(config).folder}")
     print_failures([(r.path, r.error) for r in results if r.status == "failed"])
     if counts["failed"]:
         raise SystemExit(1)
@@ -387,33 +387,27 @@ def predict(run_dir: Path, inputs: tuple[Path, ...], as_json: bool, as_csv: bool
     snippets and barcode. Exit status 0 if every file was classified, 1 if
     some could not be (they are listed with the reason), 2 on an error.
     """
-    import csv as csv_module
     import json
 
+    from progrock.features.cache import FeatureCache
     from progrock.model.checkpoint import load_model
-    from progrock.parallel.engines import workers_share
     from progrock.predict import classify_files, expand_inputs
-    from progrock.report.table import VerdictTable
+    from progrock.report.table import VerdictTable, row_of, write_header
     from progrock.report.barcode import barcode_png, barcode_text
 
     if as_json and as_csv:
         raise click.UsageError("choose one of --json and --csv")
     model = load_model(run_dir)
     files, failures = expand_inputs(inputs)
-    writer = None
-    if as_csv:
-        writer = csv_module.writer(sys.stdout)
-        writer.writerow(["path", "label", "probability", "vote_fraction", "n_snippets", "duration", "barcode"])
+    writer = write_header(sys.stdout) if as_csv else None
     table = VerdictTable(out_path) if out_path is not None else None
     n_listed = len(files)
     if table is not None:
         files = [f for f in files if f not in table]
-    if engine != "local":  # workers elsewhere open the files and the cache by absolute path
-        files, cache = [workers_share(f) for f in files], cache and workers_share(cache)
     n_prog = n_done = 0
     with open_engine(engine, scheduler, jobs) as runner, progress_bar("classifying", len(files)) as advance:
-        for path, pred, reason in classify_files(model, files, cache=cache, engine=runner, progress=advance,
-                                                 ordered=table is None):
+        for path, pred, reason in classify_files(model, files, cache=cache and FeatureCache(cache), engine=runner,
+                                                 progress=advance, ordered=table is None):
             if pred is None:
                 failures.append((path, reason))
                 continue
@@ -422,18 +416,17 @@ def predict(run_dir: Path, inputs: tuple[Path, ...], as_json: bool, as_csv: bool
                 table.add(path, pred)
             if barcode_dir is not None:
                 barcode_png(pred.snippet_starts, pred.snippet_probs, pred.duration,
-                            barcode_dir / (Path(path).name + ".png"), title=f"{Path(path).name}: {pred.label}")
+                            barcode_dir / (Path(path).name + ".png"), title=f"{Path(path).name}: {pred.verdict}")
             if table is not None and not (as_json or as_csv):
                 continue  # the table is the output
             if as_json:
                 click.echo(json.dumps(pred.to_dict()))
             elif writer is not None:
-                writer.writerow([path, pred.label, pred.probability, pred.vote_fraction, pred.n_snippets,
-                                 pred.duration, " ".join(f"{p:.3f}" for p in pred.snippet_probs)])
+                writer.writerow(row_of(path, pred))
                 sys.stdout.flush()
             else:
                 colour = "magenta" if pred.is_prog else "cyan"
-                out.print(f"[{colour}]{pred.label:>7}[/{colour}]  p={pred.probability:.2f}  "
+                out.print(f"[{colour}]{pred.verdict:>7}[/{colour}]  p={pred.probability:.2f}  "
                           f"votes={pred.vote_fraction:.2f}  n={pred.n_snippets:<3} "
                           f"[{colour}]{barcode_text(pred.snippet_probs, width=30)}[/{colour}]  {path}")
     if table is not None:

@@ -25,6 +25,7 @@ from typing import Callable
 import numpy as np
 
 from progrock import __version__
+from progrock.atomic import atomic_write_json
 from progrock.data.dataset import SongFeatures, load_features, snippet_sets
 from progrock.data.manifest import Manifest, read_manifest, scan, summary
 from progrock.data.snippets import SnippetConfig
@@ -32,7 +33,8 @@ from progrock.errors import DatasetError, ProgrockError
 from progrock.evaluation.baselines import BASELINES
 from progrock.evaluation.evaluate import Evaluation, evaluate
 from progrock.features import FeatureConfig
-from progrock.features.store import FeatureResult, FeatureStore
+from progrock.features.cache import FeatureCache
+from progrock.features.files import FeatureResult
 from progrock.model.checkpoint import load_model
 from progrock.model.network import ModelConfig
 from progrock.report.html import write_report
@@ -93,7 +95,7 @@ def song_features(manifest: Manifest, feature_config: FeatureConfig, cache: str 
     songs = manifest.usable()
     if hooks.features_total:
         hooks.features_total(len(songs))
-    return load_features(manifest, FeatureStore(cache, feature_config), songs=songs, jobs=jobs,
+    return load_features(manifest, FeatureCache(cache).store(feature_config), songs=songs, jobs=jobs,
                          progress=hooks.features)
 
 
@@ -149,7 +151,7 @@ def train_run(source: str | os.PathLike, run_dir: str | os.PathLike, *, cache: s
                                                n_frames=snippet_config.length)
     if model_config.n_features != feature_config.n_features:
         raise ProgrockError(f"the model expects {model_config.n_features} features, the feature set "
-                            f"{feature_config.set} gives {feature_config.n_features}")
+                            f"{feature_config.name} gives {feature_config.n_features}")
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
 
@@ -163,7 +165,7 @@ def train_run(source: str | os.PathLike, run_dir: str | os.PathLike, *, cache: s
         "model": model_config.to_dict(), "training": train_config.to_dict(),
         "baselines": list(baselines), "environment": _environment(),
     }
-    (run_dir / "config.json").write_text(json.dumps(config, indent=2))
+    atomic_write_json(run_dir / "config.json", config)
     for name in ("train", "validation"):
         if not manifest.usable(name):
             raise DatasetError(f"{source}: the {name} split is empty; more songs are needed")
@@ -194,7 +196,7 @@ def train_run(source: str | os.PathLike, run_dir: str | os.PathLike, *, cache: s
 
 def _write_outputs(run_dir: Path, evaluation: Evaluation, manifest: Manifest, config: dict,
                    name: str = "evaluation") -> Path:
-    (run_dir / f"{name}.json").write_text(json.dumps(evaluation.to_dict(), indent=1))
+    atomic_write_json(run_dir / f"{name}.json", evaluation.to_dict(), indent=1)
     title = "progrock run report" if name == "evaluation" else f"progrock {name}"
     return write_report(run_dir, evaluation, data_summary=summary(manifest), config=config, title=title)
 
@@ -269,7 +271,7 @@ def demo_run(out_dir: str | os.PathLike, *, n_songs: int = 160, epochs: int = 30
         if hooks.corpus_total:
             hooks.corpus_total(n_songs)
         generate_corpus(corpus_dir, jobs=jobs, progress=hooks.corpus, **settings)
-        stamp.write_text(json.dumps(settings))
+        atomic_write_json(stamp, settings)
     return train_run(corpus_dir, out_dir / "run", cache=out_dir / "cache",
                      train_config=TrainConfig(epochs=epochs, seed=seed, batch_size=batch_size),
                      split_seed=seed,

@@ -2,6 +2,7 @@
 
 from progrock.audio.decode import DecodedAudio, audio_hash, decode, find_audio_files, load
 from progrock.audio.encode import FORMATS, write_audio
+from progrock.audio.stream import StreamInfo, stream_decode
 
-__all__ = ["DecodedAudio", "FORMATS", "audio_hash", "decode", "find_audio_files", "load",
-           "write_audio"]
+__all__ = ["DecodedAudio", "FORMATS", "StreamInfo", "audio_hash", "decode", "find_audio_files", "load",
+           "stream_decode", "write_audio"]

@@ -1,75 +1,83 @@
-"""Judge a trained run on named sets: the CNN at snippet and song level, and the baselines.
+"""Judge a run on named sets of songs: every model as it was trained, every figure with its interval.
 
-The CNN's song verdict is the seed's vote (the fraction of snippets with
-``p >= threshold``; a tie counts as prog) with the threshold stored in the
-model, and, for comparison, the mean snippet probability against the same
-threshold. The baselines are fitted on the train set's song statistics, their
-threshold chosen on validation like the CNN's. Every set is cut with the
-class-free snippet placement a user's song gets.
+Nothing is refitted here: each of the run's models judges the songs with its
+stored threshold (:meth:`progrock.model.run.Run.judge`). Per set and model:
+
+* the song-level metrics at the model's threshold (:func:`~progrock.evaluation.metrics.binary_metrics`),
+  the main ones with a bootstrap interval over the songs (:mod:`.intervals`);
+* threshold-free figures that travel to new music: ROC-AUC, and the balanced
+  accuracy at the best threshold *for this set* (an upper bound, labelled so);
+* a reliability (calibration) table: mean predicted probability against the
+  share of prog songs, in bins;
+* whether the model's probabilities have shifted against the run's
+  validation songs (the mean per class, :data:`SHIFT`);
+* each model against the CNN, by a paired bootstrap interval of the
+  difference in song balanced accuracy: a claim only where the interval
+  excludes zero.
+
+For the CNN, ``cnn_snippet`` also gives the snippet-level figures.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from progrock.constants import CLASSES
-from progrock.data.dataset import SongFeatures
-from progrock.data.snippets import SnippetSet
-from progrock.evaluation.baselines import BASELINES, fit_baseline, prog_probability, song_statistics
-from progrock.evaluation.metrics import binary_metrics, choose_threshold
-from progrock.evaluation.verdict import song_verdicts
-from progrock.model.checkpoint import LoadedModel
+from progrock.evaluation.intervals import paired_difference, with_intervals
+from progrock.evaluation.metrics import balanced_accuracy_at, binary_metrics
+from progrock.evaluation.verdict import SongResult
+from progrock.model.run import Run, Songs
 
-CNN_MODELS = {
-    "cnn": "1D-CNN, snippet vote",
-    "cnn_mean": "1D-CNN, mean probability",
-    "cnn_snippet": "1D-CNN, single snippets",
-}
-"""The CNN's rows in the metrics table: song verdict by vote, by mean, and per snippet."""
+SHIFT = 0.15
+"""A class's mean probability that moves by more than this from validation is reported as shifted."""
 
-
-@dataclass
-class SongRow:
-    """One song of the per-song table."""
-
-    path: str
-    label: str
-    probability: float
-    vote_fraction: float
-    predicted: str
-    n_snippets: int
-    snippet_starts: list[float]
-    snippet_probs: list[float]
-    duration: float
-
-    @property
-    def correct(self) -> bool | None:
-        return None if not self.label else self.label == self.predicted
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["correct"] = self.correct
-        return d
+CALIBRATION_BINS = 5
+REFERENCE = "cnn"
+"""The model every other is compared with."""
 
 
 @dataclass
 class Evaluation:
-    """Metrics per set and model, and the CNN's per-song rows per set."""
+    """Metrics per set and model, the per-song results, comparisons and warnings.
+
+    Attributes
+    ----------
+    metrics : dict
+        ``{set: {model: metrics}}`` for labelled songs: :func:`binary_metrics`'s keys plus
+        ``intervals`` (balanced accuracy, MCC, ROC-AUC with 95 % bootstrap intervals),
+        ``best_balanced_accuracy`` (at the best threshold for the set: an upper bound),
+        ``calibration`` and ``shift``.
+    songs : dict
+        ``{set: {model: [SongResult]}}``.
+    comparisons : dict
+        ``{set: {model: paired difference against the CNN}}``.
+    thresholds : dict
+        Each model's threshold.
+    default_model : str
+    skipped : list of (path, reason)
+    copies : list of (path, training song)
+        Songs of new data that are copies of the run's training songs (judged apart, in the set ``copies``).
+    """
 
     metrics: dict[str, dict[str, dict]] = field(default_factory=dict)
-    songs: dict[str, list[SongRow]] = field(default_factory=dict)
-    threshold: float = 0.5
-    baseline_thresholds: dict[str, float] = field(default_factory=dict)
+    songs: dict[str, dict[str, list[SongResult]]] = field(default_factory=dict)
+    comparisons: dict[str, dict[str, dict]] = field(default_factory=dict)
+    thresholds: dict[str, float] = field(default_factory=dict)
+    titles: dict[str, str] = field(default_factory=dict)
+    default_model: str = "cnn"
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    copies: list[tuple[str, str]] = field(default_factory=list)
 
     def to_dict(self, *, songs: bool = True) -> dict:
-        out = {"threshold": self.threshold, "baseline_thresholds": self.baseline_thresholds,
-               "sets": self.metrics,
-               "skipped": [{"path": p, "reason": r} for p, r in self.skipped]}
+        out = {"default_model": self.default_model, "thresholds": self.thresholds, "titles": self.titles,
+               "sets": self.metrics, "comparisons": self.comparisons,
+               "skipped": [{"path": p, "reason": r} for p, r in self.skipped],
+               "copies_of_training_songs": [{"path": p, "training_song": t} for p, t in self.copies]}
         if songs:
-            out["songs"] = {k: [r.to_dict() for r in v] for k, v in self.songs.items()}
+            out["songs"] = {s: {m: [r.to_dict() for r in rows] for m, rows in ms.items()}
+                            for s, ms in self.songs.items()}
         return out
 
     def best_model(self, set_name: str, metric: str = "balanced_accuracy") -> str | None:
@@ -79,119 +87,102 @@ class Evaluation:
         return max(rows, key=rows.get) if rows else None
 
 
-def evaluate_cnn(model: LoadedModel, snips: SnippetSet, durations: dict[str, float] | None = None
-                 ) -> tuple[dict[str, dict], list[SongRow]]:
-    """Metrics of the CNN on one set and its per-song rows.
+def _labelled(rows: list[SongResult]) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[int]]:
+    keep = [i for i, r in enumerate(rows) if r.truth in CLASSES]
+    y = np.array([CLASSES.index(rows[i].truth) for i in keep], dtype=np.int64)
+    pred = np.array([rows[i].is_prog for i in keep], dtype=np.int64)
+    prob = np.array([rows[i].probability for i in keep], dtype=np.float64)
+    return y, pred, prob, keep
+
+
+def calibration(y: np.ndarray, prob: np.ndarray, bins: int = CALIBRATION_BINS) -> list[dict]:
+    """Reliability table: per probability bin, the songs, their mean probability and the share of prog."""
+    edges = np.linspace(0, 1, bins + 1)
+    which = np.clip(np.digitize(prob, edges[1:-1]), 0, bins - 1)
+    return [{"low": float(edges[b]), "high": float(edges[b + 1]), "n": int((which == b).sum()),
+             "mean_probability": float(prob[which == b].mean()) if (which == b).any() else None,
+             "share_prog": float(y[which == b].mean()) if (which == b).any() else None} for b in range(bins)]
+
+
+def _shift(y: np.ndarray, prob: np.ndarray, reference: dict | None) -> dict | None:
+    """Each class's mean probability here against validation's; ``shifted`` when one moved by > :data:`SHIFT`."""
+    if not reference:
+        return None
+    here = {c: float(prob[y == i].mean()) for i, c in enumerate(CLASSES) if (y == i).any()}
+    moved = {c: round(here[c] - reference[c], 4) for c in here if reference.get(c) is not None}
+    return {"validation": reference, "here": here, "moved": moved,
+            "shifted": any(abs(v) > SHIFT for v in moved.values())}
+
+
+def model_metrics(rows: list[SongResult], *, seed: int = 0, validation_means: dict | None = None) -> dict:
+    """Every figure of one model on one set's labelled songs (empty when none is labelled)."""
+    y, pred, prob, _ = _labelled(rows)
+    if not len(y):
+        return {}
+    m = binary_metrics(y, pred, prob)
+    m["intervals"] = with_intervals(y, pred, prob, seed=seed)
+    if len(np.unique(y)) == 2:
+        u = np.unique(prob)
+        candidates = np.concatenate([(u[:-1] + u[1:]) / 2, [u[0] - 1e-9, u[-1] + 1e-9]]) if u.size > 1 else u
+        m["best_balanced_accuracy"] = float(balanced_accuracy_at(y, prob, candidates).max())
+    else:
+        m["best_balanced_accuracy"] = None
+    m["calibration"] = calibration(y, prob)
+    m["shift"] = _shift(y, prob, validation_means)
+    return m
+
+
+def snippet_metrics(rows: list[SongResult]) -> dict:
+    """The CNN's figures per snippet (every snippet labelled with its song's class)."""
+    y = np.concatenate([[CLASSES.index(r.truth)] * r.n_snippets for r in rows if r.truth in CLASSES] or [[]])
+    p = np.concatenate([r.snippet_probs for r in rows if r.truth in CLASSES] or [[]])
+    if not len(y):
+        return {}
+    t = rows[0].threshold
+    return binary_metrics(y.astype(np.int64), p >= t, p)
+
+
+def evaluate(run: Run, sets: dict[str, Songs], *, models: list[str] | None = None, seed: int = 0) -> Evaluation:
+    """Every model of ``run`` on every set of songs.
 
     Parameters
     ----------
-    model : LoadedModel
-    snips : SnippetSet
-        Cut with the class-free placement.
-    durations : dict, optional
-        Song durations in seconds, for the barcode's time axis.
-
-    Returns
-    -------
-    metrics : dict
-        ``{"cnn": ..., "cnn_mean": ..., "cnn_snippet": ...}``, each from
-        :func:`binary_metrics`; empty when the set has no labels.
-    rows : list of SongRow
-    """
-    p = model.predict_proba(snips.x)
-    n_songs = len(snips.songs)
-    t = model.threshold
-    vote = song_verdicts(p, snips.song, n_songs, threshold=t, rule="vote")
-    frame_rate = model.snippet_config.frame_rate
-    rows = []
-    for i, (song_id, v) in enumerate(zip(snips.songs, vote)):
-        mask = snips.song == i
-        label = snips.song_labels[i]
-        rows.append(SongRow(
-            path=song_id, label=CLASSES[label] if label >= 0 else "",
-            probability=v.probability, vote_fraction=v.vote_fraction,
-            predicted=CLASSES[int(v.is_prog)], n_snippets=v.n_snippets,
-            snippet_starts=[round(float(s) / frame_rate, 2) for s in snips.start[mask]],
-            snippet_probs=[round(float(q), 4) for q in p[mask]],
-            duration=(durations or {}).get(song_id, 0.0)))
-    labelled = snips.song_labels >= 0
-    if not labelled.any():
-        return {}, rows
-    y = snips.song_labels[labelled]
-    mean_prob = np.array([v.probability for v in vote])[labelled]
-    metrics = {
-        "cnn": binary_metrics(y, np.array([v.is_prog for v in vote])[labelled], mean_prob),
-        "cnn_mean": binary_metrics(y, mean_prob >= t, mean_prob),
-    }
-    snip_ok = snips.y >= 0
-    metrics["cnn_snippet"] = binary_metrics(snips.y[snip_ok], p[snip_ok] >= t, p[snip_ok])
-    return metrics, rows
-
-
-def evaluate_baselines(data: SongFeatures, sets: list[str], *, seed: int = 0,
-                       names: tuple[str, ...] = tuple(BASELINES)) -> tuple[dict, dict[str, float]]:
-    """Fit each baseline on the train set's song statistics and judge it on ``sets``.
-
-    Returns
-    -------
-    metrics : dict
-        ``{set: {baseline: binary_metrics}}`` for labelled sets.
-    thresholds : dict
-        The probability threshold of each baseline, chosen on validation
-        (0.5 without a validation set).
-    """
-    stats = {name: [] for name in set(sets) | {"train", "validation"}}
-    for song, x in zip(data.songs, data.features):
-        if song.split in stats and song.label in CLASSES:
-            stats[song.split].append((song_statistics(x), CLASSES.index(song.label)))
-
-    def arrays(name):
-        rows = stats.get(name) or []
-        return (np.array([r[0] for r in rows]), np.array([r[1] for r in rows], dtype=np.int64))
-
-    X_train, y_train = arrays("train")
-    metrics: dict[str, dict] = {s: {} for s in sets}
-    thresholds: dict[str, float] = {}
-    if len(np.unique(y_train)) < 2:
-        return metrics, thresholds
-    X_val, y_val = arrays("validation")
-    for name in names:
-        model = fit_baseline(name, X_train, y_train, seed=seed)
-        thresholds[name] = (choose_threshold(y_val, prog_probability(model, X_val))
-                            if len(y_val) else 0.5)
-        for s in sets:
-            X, y = arrays(s)
-            if len(y):
-                prob = prog_probability(model, X)
-                metrics[s][name] = binary_metrics(y, prob >= thresholds[name], prob)
-    return metrics, thresholds
-
-
-def evaluate(model: LoadedModel, data: SongFeatures, snippet_sets: dict[str, SnippetSet], *,
-             baselines: tuple[str, ...] = tuple(BASELINES), seed: int = 0) -> Evaluation:
-    """The CNN and the baselines on every set of ``snippet_sets``.
-
-    Parameters
-    ----------
-    model : LoadedModel
-    data : SongFeatures
-        Features of the manifest's songs (the baselines' input).
-    snippet_sets : dict of SnippetSet
-        Per set name, cut with the class-free placement.
-    baselines : tuple of str
-        Keys of :data:`~progrock.evaluation.baselines.BASELINES`; empty to skip.
+    run : Run
+    sets : dict of Songs
+        Per set name, the songs with their features and (where known) their class.
+    models : list of str, optional
+        A subset of the run's models.
     seed : int
-        Seed of the baselines.
+        Seed of the bootstrap.
     """
-    durations = {s.path: s.duration for s in data.songs}
-    result = Evaluation(threshold=model.threshold)
-    for name, snips in snippet_sets.items():
-        metrics, rows = evaluate_cnn(model, snips, durations)
-        result.metrics[name] = metrics
-        result.songs[name] = rows
-    if baselines:
-        base, thresholds = evaluate_baselines(data, list(snippet_sets), seed=seed, names=baselines)
-        result.baseline_thresholds = thresholds
-        for name, m in base.items():
-            result.metrics.setdefault(name, {}).update(m)
+    names = run.model_names(models)
+    result = Evaluation(thresholds={m: run.entries[m].threshold for m in names},
+                        titles={m: run.entries[m].title for m in names}, default_model=run.default_model)
+    means = run.description.get("validation", {}).get("class_means", {})
+    for set_name, songs in sets.items():
+        judged = run.judge(songs, names)
+        result.skipped += judged.skipped
+        result.songs[set_name] = judged.results
+        metrics = {m: model_metrics(rows, seed=seed, validation_means=means.get(m))
+                   for m, rows in judged.results.items()}
+        if "cnn" in judged.results:
+            metrics["cnn_snippet"] = snippet_metrics(judged.results["cnn"])
+        result.metrics[set_name] = {m: v for m, v in metrics.items() if v}
+        result.comparisons[set_name] = _compare(judged.results, seed=seed)
     return result
+
+
+def _compare(results: dict[str, list[SongResult]], *, seed: int) -> dict[str, dict]:
+    """Each model's song balanced accuracy minus the CNN's, paired over the same songs."""
+    if REFERENCE not in results:
+        return {}
+    y, ref_pred, _, keep = _labelled(results[REFERENCE])
+    if len(np.unique(y)) < 2:
+        return {}
+    out = {}
+    for m, rows in results.items():
+        if m == REFERENCE:
+            continue
+        pred = np.array([rows[i].is_prog for i in keep], dtype=np.int64)
+        out[m] = paired_difference(y, pred, ref_pred, seed=seed)
+    return out

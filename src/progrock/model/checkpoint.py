@@ -38,9 +38,9 @@ import torch
 import progrock
 from progrock.atomic import atomic_write_bytes, json_text, write_temporary
 from progrock.constants import CLASSES
-from progrock.data.snippets import SnippetConfig
+from progrock.data.snippets import SnippetConfig, SnippetSet
 from progrock.errors import ConfigError, ModelError, ProgrockError
-from progrock.features.config import FeatureConfig
+from progrock.features.sets import FeatureConfig
 from progrock.model.network import ModelConfig, SeedCNN, predict_proba
 
 FORMAT_NAME = "progrock-model"
@@ -117,8 +117,16 @@ class LoadedModel:
     path: Path | None = None
 
     def predict_proba(self, x: np.ndarray, *, batch_size: int = 1024) -> np.ndarray:
-        """Probability of prog per snippet, ``x [N, F, T] -> [N]``."""
+        """Probability of prog per snippet, ``x [N, F, T] -> [N]`` (the forward itself, for small arrays)."""
         return predict_proba(self.model, x, batch_size=batch_size)
+
+    def snippet_probabilities(self, snippets: SnippetSet) -> np.ndarray:
+        """Probability of prog of every snippet of a :class:`SnippetSet` ``[n_snippets]`` (float32),
+        on the model's backend, read in place from the songs' frames."""
+        from progrock.model.backends import backend_for
+
+        logits = backend_for(self.model).logits(self.model, snippets.frames.x, snippets.offsets)
+        return (1.0 / (1.0 + np.exp(-logits.astype(np.float64)))).astype(np.float32)
 
 
 def save_model(out_dir: str | os.PathLike, model: SeedCNN, *, model_config: ModelConfig,
@@ -195,6 +203,67 @@ def _resolve(path: Path) -> Path:
     return path
 
 
+def describe_path_error(path: Path) -> Path:
+    """The ``model.json`` a run argument names, or a :class:`ModelError` saying what it is instead.
+
+    A missing path: "no such run folder"; an audio file (arguments swapped):
+    said so; a folder without ``model.json``: not a run folder.
+    """
+    from progrock.constants import AUDIO_EXTENSIONS
+
+    if not os.path.lexists(path):
+        raise ModelError(f"{path}: no such run folder (give the folder `progrock train --out` wrote, "
+                         f"or `musicnn` for the built-in tagger)")
+    if path.is_file() and path.suffix.lower() in AUDIO_EXTENSIONS:
+        raise ModelError(f"{path} is an audio file, not a run folder (did you swap the arguments? "
+                         f"the run comes first: progrock predict RUN SONGS...)")
+    json_path = _resolve(path)
+    if path.is_dir() and not json_path.is_file():
+        raise ModelError(f"{path}: not a run folder (it holds no model.json)")
+    return json_path
+
+
+def load_weights(model: torch.nn.Module, state: dict[str, torch.Tensor], path: Path) -> None:
+    """Put ``state`` into ``model``, refusing tensors that do not fit it or are not finite (``path`` names them)."""
+    expected = model.state_dict()
+    problems = []
+    if missing := sorted(set(expected) - set(state)):
+        problems.append(f"missing tensors {missing}")
+    if unexpected := sorted(set(state) - set(expected)):
+        problems.append(f"unexpected tensors {unexpected}")
+    for k in sorted(set(expected) & set(state)):
+        if tuple(state[k].shape) != tuple(expected[k].shape):
+            problems.append(f"{k} has shape {tuple(state[k].shape)}, expected {tuple(expected[k].shape)}")
+        elif state[k].dtype != expected[k].dtype:
+            problems.append(f"{k} has dtype {state[k].dtype}, expected {expected[k].dtype}")
+    if problems:
+        raise ModelError(f"{path}: weights do not fit the described model: " + "; ".join(problems))
+    model.load_state_dict(state, strict=True)
+    if not all(torch.isfinite(t).all() for t in state.values()):
+        raise ModelError(f"{path}: weights contain NaN or infinity")
+
+
+def verified_file(json_path: Path, name: str, expected_sha256: str) -> Path:
+    """The file ``name`` beside ``json_path``, checked against the SHA-256 the description records.
+
+    Raises
+    ------
+    ModelError
+        The name leaves the folder, the file is missing, or its hash differs
+        (truncated, tampered with or from another model); the message names the file.
+    """
+    if Path(name).name != name or name in ("", ".", ".."):
+        raise ModelError(f"{json_path}: model file {name!r} must sit next to the JSON")
+    path = json_path.parent / name
+    if not path.is_file():
+        raise ModelError(f"{path}: weights file is missing")
+    actual = sha256_file(path)
+    if actual != expected_sha256:
+        raise ModelError(f"{path}: SHA-256 {actual[:12]}... does not match {str(expected_sha256)[:12]}... "
+                         f"recorded in {json_path.name} (truncated, tampered with or from another model)")
+    return path
+
+
 def feature_differences(saved: FeatureConfig, expected: FeatureConfig) -> list[str]:
     """``"field: saved X, expected Y"`` for each differing field (empty if equal)."""
     a, b = saved.to_dict(), expected.to_dict()
@@ -222,7 +291,7 @@ def load_model(path: str | os.PathLike, *, expect_features: FeatureConfig | None
     ConfigError
         ``expect_features`` differs from the saved feature configuration.
     """
-    json_path = _resolve(Path(path))
+    json_path = describe_path_error(Path(path))
     meta = read_json(json_path)
     missing = [k for k in _REQUIRED_KEYS if k not in meta]
     if missing:
@@ -246,40 +315,12 @@ def load_model(path: str | os.PathLike, *, expect_features: FeatureConfig | None
         raise ModelError(f"{json_path}: class names {list(class_names)} are not {list(CLASSES)}")
     if not 0.0 < threshold < 1.0:
         raise ModelError(f"{json_path}: threshold {threshold} is not in (0, 1)")
-    if Path(weights_name).name != weights_name:
-        raise ModelError(f"{json_path}: weights file {weights_name!r} must sit next to the JSON")
-
     if expect_features is not None and feature_config != expect_features:
         diffs = feature_differences(feature_config, expect_features)
         raise ConfigError(f"{json_path}: model was trained on other features - " + "; ".join(diffs))
-
-    weights_path = json_path.parent / weights_name
-    if not weights_path.is_file():
-        raise ModelError(f"{weights_path}: weights file is missing")
-    actual_hash = sha256_file(weights_path)
-    if actual_hash != expected_hash:
-        raise ModelError(f"{weights_path}: SHA-256 {actual_hash[:12]}... does not match "
-                         f"{expected_hash[:12]}... recorded in {json_path.name} "
-                         f"(truncated, tampered with or from another model)")
-    state = read_tensors(weights_path)
-
+    weights_path = verified_file(json_path, weights_name, expected_hash)
     model = SeedCNN(model_config)
-    expected = model.state_dict()
-    problems = []
-    if missing_t := sorted(set(expected) - set(state)):
-        problems.append(f"missing tensors {missing_t}")
-    if unexpected := sorted(set(state) - set(expected)):
-        problems.append(f"unexpected tensors {unexpected}")
-    for k in sorted(set(expected) & set(state)):
-        if tuple(state[k].shape) != tuple(expected[k].shape):
-            problems.append(f"{k} has shape {tuple(state[k].shape)}, expected {tuple(expected[k].shape)}")
-        elif state[k].dtype != expected[k].dtype:
-            problems.append(f"{k} has dtype {state[k].dtype}, expected {expected[k].dtype}")
-    if problems:
-        raise ModelError(f"{weights_path}: weights do not fit the described model: " + "; ".join(problems))
-    model.load_state_dict(state, strict=True)
-    if not all(torch.isfinite(t).all() for t in state.values()):
-        raise ModelError(f"{weights_path}: weights contain NaN or infinity")
+    load_weights(model, read_tensors(weights_path), weights_path)
     model.to(device).eval()
     return LoadedModel(model=model, model_config=model_config, feature_config=feature_config,
                        snippet_config=snippet_config, threshold=threshold, class_names=class_names,

@@ -17,20 +17,23 @@ Unlike the seed's script, noisy voting is off in evaluation mode, so
 predictions are deterministic; ``noisy=True`` (or :func:`noisy_spread`) turns
 it back on to see how much the seed's random verdicts would have moved.
 
-The training loop is in :mod:`progrock.training.loop`; this module only builds
-the network and runs it on arrays. On the CPU, training runs the same
-function as one compiled loop per snippet (:mod:`progrock.model.fused`).
+:meth:`SeedCNN.forward` is the network's one definition: the modules in
+order, readable. The work of training and prediction runs on a *backend*
+(:mod:`progrock.model.backends`), chosen once from the model's device: on the
+CPU a compiled loop per snippet that computes this same function, elsewhere
+this forward and autograd. Tests hold the backends equal to the forward.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
 
+from progrock.config import Config
 from progrock.constants import SNIPPET_FRAMES
 from progrock.errors import ConfigError
 
@@ -38,7 +41,7 @@ _EPS = 1e-6
 
 
 @dataclass
-class ModelConfig:
+class ModelConfig(Config):
     """Hyper-parameters of :class:`SeedCNN` (the defaults are the seed's).
 
     Parameters
@@ -81,18 +84,6 @@ class ModelConfig:
             raise ConfigError(f"{self.n_frames} frames are too few for {self.n_blocks} "
                               f"max-pool blocks (need {2 ** self.n_blocks})")
 
-    def to_dict(self) -> dict:
-        """A JSON-ready dictionary; :meth:`from_dict` reverses it."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "ModelConfig":
-        """Rebuild from :meth:`to_dict`'s output; unknown keys are an error."""
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ConfigError(f"unknown model configuration keys: {sorted(unknown)}")
-        return cls(**data)
 
 
 class FeatureNormalisation(nn.Module):
@@ -196,8 +187,11 @@ class ConvBlock(nn.Module):
         self.drop = nn.Dropout1d(dropout)
         self.pool = nn.MaxPool1d(2) if pool else nn.Identity()
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.pool(self.drop(self.act(self.conv(x))))
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """``mask [B, C]``: dropout multipliers drawn beforehand (training); else the module's own draws."""
+        h = self.act(self.conv(x))
+        h = self.drop(h) if mask is None or not self.training else h * mask[:, :, None].to(h)
+        return self.pool(h)
 
 
 class SeedCNN(nn.Module):
@@ -244,7 +238,7 @@ class SeedCNN(nn.Module):
         mods["head"] = self.head
         return mods
 
-    def _folded_stem(self) -> tuple[torch.Tensor, torch.Tensor]:
+    def folded_stem(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The stem's weight [C, F, 1] and bias [C] with the normalisation folded in.
 
         The normalisation is affine per feature and the stem a kernel-1
@@ -275,160 +269,32 @@ class SeedCNN(nn.Module):
         masks = self.draw_masks(batch)
         return Noise(masks, self.voting.draw(batch, output_steps(self.config)))
 
-    def scores(self, x: torch.Tensor, *, time_major: bool = False,
-               masks: list[torch.Tensor] | None = None,
-               index: torch.Tensor | None = None) -> torch.Tensor:
+    def scores(self, x: torch.Tensor, *, masks: list[torch.Tensor] | None = None) -> torch.Tensor:
         """Per-time-step scores before voting: ``[B, F, T] -> [B, T / 2**n_blocks]``.
 
-        With ``time_major=True`` the input is ``[B, T, F]`` (each snippet
-        transposed, contiguous): the layout the convolutions run in, so no
-        copy of the batch is made (the training loop's layout off the CPU).
-        ``index [B]``: score the snippets ``x[index]`` of a larger set ``x``,
-        read in small chunks, so the batch is never copied out whole (no
-        gradient reaches ``x`` then). ``masks``: the dropout multipliers
-        (:meth:`draw_masks`) in training mode; drawn here when not given.
-        Ignored in evaluation mode.
-
-        The stem is a matrix product over chunks of 32 snippets
-        (:class:`_Stem`), which keeps each chunk in the cache between reading
-        it and using it. The blocks' convolutions run as 2-D convolutions with
-        a ``1 x k`` kernel on a channels-last ``[B, C, 1, T]`` view (the same
-        Conv1d weights, viewed with an extra axis): oneDNN's channels-last
-        kernels for these few channels are 2-4x faster than its Conv1d ones,
-        forward and backward. In the blocks the max-pool comes before the ELU
-        and the dropout: both are monotone per channel, so the function is the
-        same with half the element-wise work. It is the function of
-        :meth:`reference_scores` (same dropout draws, outputs equal within
-        float rounding; ``tests/test_model.py``).
-        """
-        if x.dim() != 3 or x.shape[2 if time_major else 1] != self.config.n_features:
-            shape = "[batch, frames, %d]" if time_major else "[batch, %d, frames]"
-            raise ConfigError(f"expected input {shape % self.config.n_features}, got {tuple(x.shape)}")
-        batch = x.shape[0] if index is None else len(index)
-        if not self.training:
-            masks = []
-        elif masks is None:
-            masks = self.draw_masks(batch)
-        masks = [m.to(x.device) for m in masks]
-        weight, bias = self._folded_stem()
-        z = _Stem.apply(x, index, weight.squeeze(-1), bias, time_major)      # [B, T, C]
-        h = _elu_drop(z.permute(0, 2, 1).unsqueeze(2), masks[0] if masks else None)  # [B, C, 1, T]
-        for i, block in enumerate(self.blocks, start=1):
-            conv = block.conv
-            k = conv.kernel_size[0]
-            if k % 2 == 0:                                       # "same" pads one more on the right
-                h = nn.functional.pad(h, ((k - 1) // 2, k // 2))
-            h = nn.functional.conv2d(h, conv.weight.unsqueeze(2), conv.bias,
-                                     padding=(0, k // 2 if k % 2 else 0))
-            h = _elu_drop(nn.functional.max_pool2d(h, (1, 2)), masks[i] if masks else None)
-        return self.head(h.squeeze(2)).squeeze(1)
-
-    def reference_scores(self, x: torch.Tensor) -> torch.Tensor:
-        """:meth:`scores` computed the plain way: the modules in order, Conv1d on ``[B, F, T]``.
-
-        Slower; kept as the definition the fast path is tested against.
+        ``masks``: the dropout multipliers of a training pass drawn beforehand
+        (:meth:`draw_masks`); without them each dropout draws its own. Both
+        ignored in evaluation mode.
         """
         if x.dim() != 3 or x.shape[1] != self.config.n_features:
             raise ConfigError(f"expected input [batch, {self.config.n_features}, frames], "
                               f"got {tuple(x.shape)}")
-        h = self.stem(self.normalisation(x))
-        for block in self.blocks:
-            h = block(h)
+        masks = masks or [None] * (1 + len(self.blocks))
+        h = self.stem(self.normalisation(x), masks[0])
+        for block, mask in zip(self.blocks, masks[1:]):
+            h = block(h, mask)
         return self.head(h).squeeze(1)
 
-    def forward(self, x: torch.Tensor, noisy: bool | None = None, *, time_major: bool = False,
-                noise: Noise | None = None, index: torch.Tensor | None = None) -> torch.Tensor:
-        """Logits ``[B]`` (``time_major``, ``index``: see :meth:`scores`).
+    def forward(self, x: torch.Tensor, noisy: bool | None = None, *, noise: Noise | None = None) -> torch.Tensor:
+        """Logits ``[B]`` of snippets ``x [B, F, T]``.
 
-        ``noise``: the draws of a training pass made beforehand (:meth:`draw_noise`).
+        ``noise``: the draws of a training pass made beforehand (:meth:`draw_noise`);
+        ``noisy``: noisy voting on or off (default: on in training mode).
         """
         if noise is None:
-            return self.voting(self.scores(x, time_major=time_major, index=index), noisy=noisy)
-        s = self.scores(x, time_major=time_major, masks=noise.masks, index=index)
+            return self.voting(self.scores(x), noisy=noisy)
+        s = self.scores(x, masks=noise.masks)
         return self.voting(s, weights=noise.votes.to(device=s.device, dtype=s.dtype))
-
-
-STEM_CHUNK = 32
-"""Snippets per matrix product of :class:`_Stem` (32 x 431 frames: 2.4 MB of input)."""
-
-
-def _stem_chunks(source: torch.Tensor, index: torch.Tensor | None, time_major: bool):
-    """``(start, frames [k * T, F])`` for chunks of the snippets ``source[index]`` (or all)."""
-    n = source.shape[0] if index is None else len(index)
-    buffer = None
-    for start in range(0, n, STEM_CHUNK):
-        if index is None:
-            chunk = source[start:start + STEM_CHUNK]
-        else:
-            rows = index[start:start + STEM_CHUNK]
-            if buffer is None:
-                buffer = torch.empty((min(STEM_CHUNK, n),) + tuple(source.shape[1:]), dtype=source.dtype,
-                                     device=source.device)
-            chunk = torch.index_select(source, 0, rows, out=buffer[:len(rows)])
-        if not time_major:
-            chunk = chunk.transpose(1, 2)
-        yield start, chunk.reshape(-1, chunk.shape[2])
-
-
-class _Stem(torch.autograd.Function):
-    """The kernel-1 stem: ``z [B, T, C] = frames @ weight.T + bias`` for the snippets ``source[index]``.
-
-    ``source``: ``[N, T, F]`` (``time_major``) or ``[N, F, T]``; ``index [B]``
-    or ``None`` (all snippets); ``weight [C, F]``, ``bias [C]``. Forward and
-    the weight gradient are matrix products over chunks of
-    :data:`STEM_CHUNK` snippets, each gathered (or transposed) into a small
-    buffer just before its product: the batch's input is read from memory
-    once per pass instead of being copied out whole and read twice more.
-    Gathering, the stem and its weight gradient together took half the time
-    they took on a gathered batch with oneDNN's convolution (26-34 vs 52-75 ms
-    for 512 snippets, one thread).
-    """
-
-    @staticmethod
-    def forward(ctx, source, index, weight, bias, time_major):
-        n = source.shape[0] if index is None else len(index)
-        n_frames = source.shape[1] if time_major else source.shape[2]
-        z = torch.empty((n, n_frames, weight.shape[0]), dtype=source.dtype, device=source.device)
-        flat = z.view(-1, weight.shape[0])
-        for start, frames in _stem_chunks(source, index, time_major):
-            rows = slice(start * n_frames, start * n_frames + frames.shape[0])
-            torch.addmm(bias, frames, weight.t(), out=flat[rows])
-        ctx.save_for_backward(source, index, weight)
-        ctx.time_major = time_major
-        return z
-
-    @staticmethod
-    def backward(ctx, grad):
-        source, index, weight = ctx.saved_tensors
-        time_major = ctx.time_major
-        g = grad.contiguous().view(-1, weight.shape[0])                 # [B * T, C]
-        grad_source = grad_w = grad_b = None
-        if ctx.needs_input_grad[0]:
-            gx = (g @ weight).view(grad.shape[0], grad.shape[1], -1)    # [B, T, F]
-            if not time_major:
-                gx = gx.transpose(1, 2)
-            grad_source = gx if index is None else torch.zeros_like(source).index_add_(0, index, gx)
-        if ctx.needs_input_grad[2]:
-            grad_w = torch.zeros_like(weight)
-            for start, frames in _stem_chunks(source, index, time_major):
-                rows = slice(start * grad.shape[1], start * grad.shape[1] + frames.shape[0])
-                grad_w.addmm_(g[rows].t(), frames)
-        if ctx.needs_input_grad[3]:
-            grad_b = g.sum(0)
-        return grad_source, None, grad_w, grad_b, None
-
-
-def _elu_drop(h: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-    """``ELU(h) * mask`` per snippet and channel on ``h [B, C, 1, T]`` (channels-last).
-
-    The ELU runs on the ``[B, 1, T, C]`` view, contiguous for a channels-last
-    ``h``: PyTorch's ELU writing a new channels-last tensor took 34 ms at
-    1024 x 16 x 431, on the contiguous view 20 ms. ``mask=None``: the ELU alone.
-    """
-    if mask is None:
-        return nn.functional.elu(h, inplace=True)     # the producers of h keep no copy of it
-    r = nn.functional.elu(h.permute(0, 2, 3, 1))
-    return (r * mask[:, None, None, :]).permute(0, 3, 1, 2)
 
 
 def count_parameters(model: SeedCNN) -> dict[str, int]:
@@ -448,11 +314,12 @@ def _device(model: nn.Module) -> torch.device:
 
 
 def predict_logits(model: SeedCNN, x: np.ndarray, *, batch_size: int = 1024,
-                   noisy: bool = False, time_major: bool = False) -> np.ndarray:
+                   noisy: bool = False) -> np.ndarray:
     """Logits of snippets ``x [N, F, T]`` in evaluation mode -> ``np.ndarray [N]`` float32.
 
-    ``time_major=True``: ``x`` is ``[N, T, F]`` (see :meth:`SeedCNN.scores`).
-    The model's training/eval mode is restored afterwards.
+    :meth:`SeedCNN.forward` itself, batch by batch (the backends of
+    :mod:`progrock.model.backends` are the fast way over many songs). The
+    model's training/eval mode is restored afterwards.
     """
     if batch_size < 1:
         raise ConfigError(f"batch_size must be positive, got {batch_size}")
@@ -464,7 +331,7 @@ def predict_logits(model: SeedCNN, x: np.ndarray, *, batch_size: int = 1024,
         with torch.no_grad():
             i = 0
             for xb in _batches(x, batch_size):
-                logits = model(xb.to(device), noisy=noisy, time_major=time_major)
+                logits = model(xb.to(device), noisy=noisy)
                 out[i:i + len(logits)] = logits.float().cpu().numpy()
                 i += len(logits)
     finally:

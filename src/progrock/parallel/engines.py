@@ -280,3 +280,18 @@ def make_engine(name: str = "local", *, jobs: int = 1, scheduler: str | None = N
 def workers_share(path: str | os.PathLike) -> str:
     """``path`` as every worker must see it: absolute (on storage mounted at the same place)."""
     return os.path.abspath(os.fspath(path))
+
+
+def file_outcome(work: Callable[[], Any]) -> tuple[Any, str]:
+    """``(work(), "")``, or ``(None, reason)`` when it fails: what a per-file job returns.
+
+    A file's own problem (:class:`~progrock.errors.ProgrockError`: not audio,
+    too short...) gives its reason; anything else is an unexpected failure,
+    named. Either way the batch goes on, and no engine retries the file.
+    """
+    try:
+        return work(), ""
+    except ProgrockError as exc:
+        return None, getattr(exc, "reason", str(exc))
+    except Exception as exc:  # noqa: BLE001 - one file must not stop a batch
+        return None, f"unexpected {type(exc).__name__}: {exc}"

@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 
 from progrock import __version__
+from progrock.atomic import atomic_write_text
 from progrock.constants import CLASSES
 from progrock.evaluation.baselines import BASELINES
 from progrock.evaluation.evaluate import CNN_MODELS, Evaluation
@@ -110,8 +111,8 @@ def _songs_table(rows) -> str:
         mark = "" if correct is None else ("<span class='good'>✓</span>" if correct else "<span class='bad'>✗</span>")
         body.append(
             f"<tr><td class='l' title='{html.escape(r.path)}'>{html.escape(display_name(r.path))}</td><td data-v='{r.probability}'>{r.probability:.2f}</td>"
-            f"<td data-v='{r.vote_fraction}'>{r.vote_fraction:.2f}</td><td class='l'>{r.predicted}</td>"
-            f"<td class='l'>{r.label or '?'}</td><td>{mark}</td><td>{r.n_snippets}</td>"
+            f"<td data-v='{r.vote_fraction}'>{r.vote_fraction:.2f}</td><td class='l'>{r.verdict}</td>"
+            f"<td class='l'>{r.truth or '?'}</td><td>{mark}</td><td>{r.n_snippets}</td>"
             f"<td class='l'>{barcode_svg(r.snippet_starts, r.snippet_probs, r.duration)}</td></tr>")
     return ("<table class='sortable'><thead><tr><th class='l'>song</th><th>p(prog)</th><th>votes</th>"
             "<th class='l'>predicted</th><th class='l'>true</th><th>ok</th><th>snippets</th>"
@@ -195,7 +196,5 @@ Click a column to sort.</p></section>
 <section><h2>Configuration</h2><pre>{html.escape(json.dumps(config, indent=2, default=str))}</pre></section>
 </main><script>{SORT_JS}</script></body></html>"""
     path = run_dir / "report.html"
-    tmp = path.with_name(".report.html.tmp")
-    tmp.write_text(page, encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write_text(path, page)
     return path

@@ -14,14 +14,23 @@ from pathlib import Path
 
 from progrock.errors import ProgrockError
 
-COLUMNS = ("path", "label", "probability", "vote_fraction", "n_snippets", "duration", "barcode")
-"""The columns, as ``predict --csv`` prints them; ``barcode`` is the snippets' probabilities."""
+COLUMNS = ("path", "verdict", "probability", "vote_fraction", "n_snippets", "duration", "model",
+           "snippet_probs")
+"""The columns of ``predict --csv`` and ``--out``: the keys of a
+:class:`~progrock.evaluation.verdict.SongResult` (``snippet_probs`` space-separated)."""
 
 
-def row_of(path: str, pred) -> list:
-    """A :class:`~progrock.predict.SongPrediction` as a table row."""
-    return [path, pred.label, pred.probability, pred.vote_fraction, pred.n_snippets, pred.duration,
-            " ".join(f"{p:.3f}" for p in pred.snippet_probs)]
+def row_of(path: str, result) -> list:
+    """A :class:`~progrock.evaluation.verdict.SongResult` as a table row."""
+    return [path, result.verdict, result.probability, result.vote_fraction, result.n_snippets, result.duration,
+            result.model, " ".join(f"{p:.3f}" for p in result.snippet_probs)]
+
+
+def write_header(fh) -> csv.writer:
+    """A CSV writer on ``fh`` with the header written."""
+    writer = csv.writer(fh)
+    writer.writerow(COLUMNS)
+    return writer
 
 
 def song_key(path: str | os.PathLike) -> str:
@@ -59,10 +68,8 @@ class VerdictTable:
                 else:
                     self.done = {song_key(row[0]) for row in reader if row}
         self._fh = self.path.open("a", newline="", encoding="utf-8")
-        self._writer = csv.writer(self._fh)
-        if fresh:
-            self._writer.writerow(COLUMNS)
-            self._fh.flush()
+        self._writer = write_header(self._fh) if fresh else csv.writer(self._fh)
+        self._fh.flush()
 
     def _drop_partial_row(self) -> None:
         """Cut a last line that has no newline: a row interrupted mid-write."""
@@ -74,9 +81,9 @@ class VerdictTable:
     def __contains__(self, path: str | os.PathLike) -> bool:
         return song_key(path) in self.done
 
-    def add(self, path: str, pred) -> None:
+    def add(self, path: str, result) -> None:
         """Append and flush one song's row."""
-        self._writer.writerow(row_of(path, pred))
+        self._writer.writerow(row_of(path, result))
         self._fh.flush()
         self.done.add(song_key(path))
 

@@ -123,12 +123,12 @@ def model_info(model: LoadedModel, *, max_upload_bytes: int, has_report: bool) -
     vote_rule = (f"a song is prog when at least half of its snippets have p(prog) ≥ {model.threshold:.2f} "
                  f"(a tie counts as prog)")
     summary = (f"A small 1D-CNN ({n_parameters:,} parameters) listens to {snippet_seconds:.0f}-second snippets "
-               f"of {fc.n_features} features per frame ({fc.set}: {fc.sr} Hz, hop {fc.hop_length}), taken "
+               f"of {fc.n_features} features per frame ({fc.name}: {fc.sr} Hz, hop {fc.hop_length}), taken "
                f"every {sc.predict_hop:g} s from {sc.predict_start:g} s into the song; {vote_rule}.")
     return ModelInfo(
         summary=summary, progrock_version=progrock.__version__,
         model_progrock_version=meta.get("progrock_version"), class_names=list(model.class_names),
-        threshold=model.threshold, vote_rule=vote_rule, feature_set=fc.set, feature_description=fc.describe(),
+        threshold=model.threshold, vote_rule=vote_rule, feature_set=fc.name, feature_description=fc.describe(),
         feature_config=fc.to_dict(), snippet_seconds=snippet_seconds, snippet_config=sc.to_dict(),
         network=model.model_config.to_dict(), n_parameters=n_parameters,
         training=meta.get("training") or {}, metrics=meta.get("metrics"),

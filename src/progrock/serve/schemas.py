@@ -1,36 +1,59 @@
 """The JSON the web API answers with, as pydantic models (they make the OpenAPI schema).
 
-:class:`Prediction` mirrors :meth:`progrock.predict.SongPrediction.to_dict`
-key for key; a test checks that the two stay in step.
+:class:`Prediction` is made from :class:`progrock.evaluation.verdict.SongResult`'s
+fields, with the descriptions of :data:`PREDICTION_FIELDS`.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field, create_model
 
 
-class Prediction(BaseModel):
-    """The verdict on one uploaded song, with the evidence: one probability per snippet."""
+PREDICTION_FIELDS: dict[str, str] = {
+    "path": "The uploaded file's name (last path component, control characters removed). Only for "
+            "display: it plays no part in the verdict.",
+    "verdict": 'The verdict: "prog" or "nonprog".',
+    "probability": "The model's probability of prog for the song (mean over the snippets).",
+    "vote_fraction": "Share of snippets with p(prog) >= threshold; with the vote rule 0.5 or more makes "
+                     "the song prog.",
+    "n_snippets": "Number of snippets the song was cut into.",
+    "duration": "Length of the decoded song in seconds.",
+    "snippet_starts": "Start of each snippet in seconds (ascending).",
+    "snippet_probs": "p(prog) of each snippet, in the order of snippet_starts.",
+    "snippet_seconds": "Length of one snippet in seconds.",
+    "threshold": "The model's threshold (on snippets for the vote rule, on the song's probability for the "
+                 "mean rule).",
+    "rule": '"vote" or "mean": how snippet probabilities became the verdict.',
+    "model": "Which of the run's models gave the verdict.",
+    "truth": "The song's known class; null for an uploaded song.",
+    "unfamiliar": "Whether the song is unlike the music the model was trained on (its distance to the "
+                  "training songs beyond the cut-off); null when the model has no such check.",
+    "familiarity": "The song's distance to the training music divided by the cut-off (above 1: unfamiliar).",
+    "tags": "What the pretrained tagger (musicnn, MSD) hears: tag -> song-mean probability, when asked for "
+            "with ?tags=true; else null.",
+    "explanation": "For models that can say why (the structure model): the inputs that pushed the verdict "
+                   "most, each {input, value, push}; push > 0 pushes towards prog.",
+}
+"""What each key of a :class:`~progrock.evaluation.verdict.SongResult` means, for the API's schema."""
 
-    path: str = Field(description="The uploaded file's name (last path component, control characters "
-                                  "removed). Only for display: it plays no part in the verdict.",
-                      examples=["Close to the Edge.flac"])
-    label: str = Field(description='The verdict: "prog" or "nonprog".', examples=["prog"])
-    probability: float = Field(ge=0, le=1, description="Mean probability of prog over the snippets.")
-    vote_fraction: float = Field(ge=0, le=1, description="Share of snippets with p(prog) >= threshold; "
-                                                         "0.5 or more makes the song prog.")
-    n_snippets: int = Field(ge=1, description="Number of 10-second snippets the song was cut into.")
-    duration: float = Field(ge=0, description="Length of the decoded song in seconds.")
-    snippet_starts: list[float] = Field(description="Start of each snippet in seconds (ascending).")
-    snippet_probs: list[float] = Field(description="p(prog) of each snippet, in the order of snippet_starts.")
-    threshold: float = Field(gt=0, lt=1, description="The model's snippet threshold for the vote.")
 
-    model_config = ConfigDict(json_schema_extra={"examples": [{
-        "path": "song.mp3", "label": "prog", "probability": 0.71, "vote_fraction": 0.75, "n_snippets": 4,
-        "duration": 34.5, "snippet_starts": [10.0, 15.0, 20.0, 24.5],
-        "snippet_probs": [0.42, 0.81, 0.77, 0.84], "threshold": 0.5}]})
+def _prediction_model() -> type[BaseModel]:
+    """The schema of :class:`~progrock.evaluation.verdict.SongResult` as the API returns it."""
+    import dataclasses
+    import typing
+
+    from progrock.evaluation.verdict import SongResult
+
+    hints = typing.get_type_hints(SongResult)
+    fields = {f.name: (hints[f.name], Field(description=PREDICTION_FIELDS[f.name]))
+              for f in dataclasses.fields(SongResult)}
+    return create_model("Prediction", __doc__="The verdict on one uploaded song, with the evidence: "
+                        "one probability per snippet.", **fields)
+
+
+Prediction = _prediction_model()
 
 
 class ErrorResponse(BaseModel):

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 
 import numpy as np
 
+from progrock.config import Config
 from progrock.errors import ConfigError
 
 CLASS_WEIGHTS = ("balanced", "none")
+PLACEMENTS = ("fixed", "random")
+BEST_BY = ("song_balanced_accuracy", "loss")
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(Config):
     """How to train (the defaults are the seed's, plus class weighting).
 
     Parameters
@@ -39,8 +42,17 @@ class TrainConfig:
            network is not pushed towards "nonprog" and 0.5 stays a sensible
            threshold. ``"none"`` trains on the raw counts (the seed's loss).
     early_stopping_patience : int, optional
-        Stop after this many epochs without a better validation song balanced
-        accuracy (``None``: run all epochs; the best epoch is kept either way).
+        Stop after this many epochs without a better validation epoch (by
+        ``best_by``; ``None``: run all epochs; the best epoch is kept either way).
+    placement : {"fixed", "random"}
+        Where the training snippets lie: ``"fixed"`` cuts them once at the
+        per-class hop (the seed); ``"random"`` draws their positions afresh
+        every epoch (the per-class hop sets how many, not where), so each
+        epoch sees other cuts of every song.
+    best_by : {"song_balanced_accuracy", "loss"}
+        What makes an epoch the best one (the one kept) and drives early
+        stopping: the validation songs' balanced accuracy by vote at 0.5
+        (ties: lower loss; the seed) or the validation loss.
     num_threads : int, optional
         Threads training each batch, one part of it each, every part
         single-threaded (:class:`~progrock.training.threads.BatchThreads`;
@@ -61,6 +73,8 @@ class TrainConfig:
     seed: int = 0
     class_weight: str = "balanced"
     early_stopping_patience: int | None = None
+    placement: str = "fixed"
+    best_by: str = "song_balanced_accuracy"
     num_threads: int | None = None
     histogram_every: int = 10
     device: str = "cpu"
@@ -68,29 +82,21 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1:
             raise ConfigError(f"epochs and batch_size must be positive: {self.epochs}, {self.batch_size}")
-        if self.lr <= 0 or self.weight_decay < 0:
-            raise ConfigError(f"lr must be > 0 and weight_decay >= 0: {self.lr}, {self.weight_decay}")
+        if not (0 < self.lr < float("inf")) or not (0 <= self.weight_decay < float("inf")):
+            raise ConfigError(f"lr must be a positive number and weight_decay a number >= 0, got "
+                              f"{self.lr} and {self.weight_decay}")
         if self.class_weight not in CLASS_WEIGHTS:
             raise ConfigError(f"class_weight must be one of {CLASS_WEIGHTS}, got {self.class_weight!r}")
+        if self.placement not in PLACEMENTS:
+            raise ConfigError(f"placement must be one of {PLACEMENTS}, got {self.placement!r}")
+        if self.best_by not in BEST_BY:
+            raise ConfigError(f"best_by must be one of {BEST_BY}, got {self.best_by!r}")
         if self.early_stopping_patience is not None and self.early_stopping_patience < 1:
             raise ConfigError(f"early_stopping_patience must be >= 1 or None, got {self.early_stopping_patience}")
         if self.num_threads is not None and self.num_threads < 1:
             raise ConfigError(f"num_threads must be >= 1 or None, got {self.num_threads}")
         if self.histogram_every < 0:
             raise ConfigError(f"histogram_every must be >= 0, got {self.histogram_every}")
-
-    def to_dict(self) -> dict:
-        """A JSON-ready dictionary; :meth:`from_dict` reverses it."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "TrainConfig":
-        """Rebuild from :meth:`to_dict`'s output; unknown keys are an error."""
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ConfigError(f"unknown training configuration keys: {sorted(unknown)}")
-        return cls(**data)
 
 
 def positive_weight(y: np.ndarray, class_weight: str) -> float | None:

@@ -8,7 +8,7 @@ Written to ``out_dir/tensorboard`` (``tensorboard --logdir out_dir/tensorboard``
   ``accuracy/song_validation``, ``balanced_accuracy/song_validation``;
 * every ``histogram_every`` epochs and at the last, histograms ``weights/<layer>``
   of each convolution and ``activations/<layer>`` of its output on a fixed
-  validation batch (forward hooks on the plain modules, :meth:`SeedCNN.reference_scores`,
+  validation batch (forward hooks on the modules of :meth:`SeedCNN.forward`,
   evaluation mode);
 * at the end, ``confusion/song_validation`` (image) and ``pr/song_validation``
   (precision-recall curve over the songs' mean probabilities).
@@ -88,8 +88,8 @@ class TrainingMonitor:
         self.model.eval()
         try:
             with torch.no_grad():
-                # the plain modules in order: the fast path calls no modules to hook
-                self.model.reference_scores(self.probe.to(next(self.model.parameters()).device))
+                # the modules in order (the backends call no modules to hook)
+                self.model.scores(self.probe.to(next(self.model.parameters()).device))
         finally:
             for h in hooks:
                 h.remove()

@@ -230,7 +230,7 @@
   }
 
   function showResult(card, pred) {
-    const isProg = pred.label === "prog";
+    const isProg = pred.verdict === "prog";
     card.dataset.state = isProg ? "prog" : "nonprog";
     card.querySelector(".card-status").hidden = true;
     const verdict = card.querySelector(".verdict");
@@ -315,7 +315,7 @@
         state.counts.pending -= 1;
         if (res.ok) {
           showResult(card, res.pred);
-          state.counts[res.pred.label === "prog" ? "prog" : "nonprog"] += 1;
+          state.counts[res.pred.verdict === "prog" ? "prog" : "nonprog"] += 1;
         } else {
           showError(card, res.error);
           state.counts.error += 1;

@@ -1,6 +1,6 @@
-"""Fast feature extraction on one shared STFT, in blocks, equal to librosa's.
+"""The STFT feature sets (seed43, logmel) on one shared STFT, in blocks, equal to librosa's.
 
-The seed's 43 features and the log-mel set are computed from one centred
+The 43 seed features and the log-mel set are computed from one centred
 power STFT, frame by frame, in two passes:
 
 1. **Per block** (as the audio arrives): the power frames, their mel bands in
@@ -15,12 +15,14 @@ power STFT, frame by frame, in two passes:
 Every step repeats librosa's arithmetic (same window, float64 FFT rounded to
 complex64, ``np.abs(D) ** 2``, same filterbanks, same parabolic peak
 interpolation), so the result equals the per-feature librosa calls of
-:func:`progrock.features.extract.reference_seed43` up to float32 rounding in
+:func:`progrock.features.reference.reference_seed43` up to float32 rounding in
 the matrix products, and the tuning estimate is the same number.
 ``tests/test_fast_features.py`` checks both.
 
 Frames are stored frames-major here (``S_T [shape=(n_frames, 1 + n_fft // 2)]``),
 the transpose of librosa's layout, because frames arrive one block at a time.
+:class:`FromAudio` puts :class:`BlockSTFT` in front of an accumulator, so the
+feature registry (:mod:`progrock.features.sets`) feeds it audio.
 """
 
 from __future__ import annotations
@@ -385,7 +387,7 @@ def _power_to_db(S: np.ndarray) -> np.ndarray:
 class Seed43Stream:
     """The seed's 43 features from power frames that arrive in blocks.
 
-    Equal to :func:`progrock.features.extract.reference_seed43` (librosa's
+    Equal to :func:`progrock.features.reference.reference_seed43` (librosa's
     ``mfcc``, ``melspectrogram`` + ``power_to_db``, ``chroma_stft`` with
     estimated tuning, ``onset_strength``) up to float32 rounding.
 
@@ -528,3 +530,37 @@ class LogmelStream:
     def close(self) -> None:
         """Drop spooled frames without finishing."""
         self._spool.close()
+
+
+class FromAudio:
+    """An accumulator of power frames fed with audio: :class:`BlockSTFT` in front of it.
+
+    The blocks :class:`BlockSTFT` gives are whole multiples of
+    :data:`BLOCK_FRAMES`, so the features equal those of one update with the
+    whole signal's power frames, bit for bit, however the audio is cut.
+
+    Parameters
+    ----------
+    frames : Seed43Stream or LogmelStream
+        Takes power frames ``[n, 1 + n_fft // 2]`` (``update``), gives the features (``finish``).
+    n_fft, hop_length : int
+    """
+
+    def __init__(self, frames, *, n_fft: int, hop_length: int):
+        self.frames = frames
+        self._stft = BlockSTFT(n_fft=n_fft, hop_length=hop_length)
+
+    def update(self, y: np.ndarray) -> None:
+        """Take the next mono block ``y [shape=(n,)]``."""
+        S_T = self._stft.push(y)
+        if S_T is not None:
+            self.frames.update(S_T)
+
+    def finish(self) -> np.ndarray:
+        """The feature matrix ``[n_features, n_frames]`` (float32)."""
+        self.frames.update(self._stft.finish())
+        return self.frames.finish()
+
+    def close(self) -> None:
+        """Drop spooled frames (and the spool's temporary file)."""
+        self.frames.close()

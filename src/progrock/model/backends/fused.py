@@ -1,21 +1,23 @@
-"""The seed network's training pass as one compiled loop per snippet.
+"""The CPU backend: the seed network's pass as one compiled loop per snippet.
 
-:func:`training_pass` computes what the model's pass over a batch
-``x[index]`` with given dropout and voting draws, the weighted BCE loss and
-``torch.autograd.grad`` compute (the loss, the logits and every parameter's
-gradient), with one numba loop over the snippets (:func:`_pass`): each
-snippet goes through the stem, the blocks, the head, the vote, the loss and
-the whole backward pass while its activations (about 200 KB) are in the
-core's cache. PyTorch runs each layer over the whole batch instead, so every
-activation goes to memory and back, and each of its many small operations
-pays its own overhead; for a network this small that is most of a step.
-:func:`logits` is the forward half, for evaluation.
+:func:`loss_and_gradients` computes what :meth:`SeedCNN.forward` over a
+batch of snippets with given dropout and voting draws, the weighted BCE loss
+and ``torch.autograd.grad`` compute (the loss, the logits and every
+parameter's gradient), with one numba loop over the snippets (:func:`_pass`):
+each snippet is copied out of the songs' frames, then goes through the stem,
+the blocks, the head, the vote, the loss and the whole backward pass while its
+activations (about 200 KB) are in the core's cache. PyTorch runs each layer
+over the whole batch instead, so every activation goes to memory and back,
+and each of its many small operations pays its own overhead; for a network
+this small that is most of a step. :func:`logits` is the forward half.
 
-Same function as :meth:`SeedCNN.scores` (pool before ELU and dropout, the
-same dropout masks and voting weights from :meth:`SeedCNN.draw_noise`);
-``tests/test_model.py`` compares the gradients with the plain modules'. The
-sums run in another order than PyTorch's, so results agree to float rounding,
-not bit for bit; the same inputs give the same result on every run.
+Same function as :meth:`SeedCNN.forward` (here the pool comes before the ELU
+and the dropout: both are monotone per channel, so the function is the same
+with half the element-wise work; the same dropout masks and voting weights
+from :meth:`SeedCNN.draw_noise`); ``tests/test_model.py`` compares the
+gradients with the plain modules'. The sums run in another order than
+PyTorch's, so results agree to float rounding, not bit for bit; the same
+inputs give the same result on every run.
 
 Layout inside the loop: channels first, time contiguous (``[C, T]``), so
 every inner loop is a multiply-add over a contiguous run of frames that LLVM
@@ -32,7 +34,10 @@ import numpy as np
 import torch
 
 from progrock.errors import ConfigError
+from progrock.model.backends import cpu_float32
 from progrock.model.network import Noise, SeedCNN, output_steps
+
+name = "fused"
 
 # reassociation lets LLVM vectorise the sums over frames; the ELU keeps its steps in order
 _FAST = {"reassoc", "contract", "nsz", "arcp"}
@@ -201,14 +206,20 @@ def _mask_in(m0, M, layer, b, ci):
 
 
 @numba.njit(nogil=True, cache=True, fastmath=_FAST)
-def _pass(x, idx, w0, b0, W, B, wh, bh, m0, M, votes, labels, pos_weight, scale, train,
+def _pass(frames, starts, t0, w0, b0, W, B, wh, bh, m0, M, votes, labels, pos_weight, scale, train,
           logits, gw0, gb0, gW, gB, gwh):
-    """Forward (and with ``train`` backward) over the snippets ``x[idx]``; see :func:`training_pass`.
+    """Forward (and with ``train`` backward) over the snippets ``frames[:, s:s + t0]`` for ``s`` in ``starts``.
+
+    See :func:`loss_and_gradients`.
 
     Parameters
     ----------
-    x : float32 [N, F, T]
-    idx : int64 [n]
+    frames : float32 [F, N_total]
+        Songs' feature matrices end to end (:class:`~progrock.data.snippets.SongFrames`).
+    starts : int64 [n]
+        First frame of each snippet in ``frames``.
+    t0 : int
+        Frames per snippet.
     w0, b0 : float32 [C0, F], [C0]
         The stem with the normalisation folded in.
     W, B : float32 [n_blocks, C, max(C0, C), K], [n_blocks, C]
@@ -237,8 +248,8 @@ def _pass(x, idx, w0, b0, W, B, wh, bh, m0, M, votes, labels, pos_weight, scale,
     dropped channel (``m = 0``) is zeros, so the loops skip it: its outputs,
     its contributions to the next layer and all its gradients are zero.
     """
-    n = idx.shape[0]
-    n_f, t0 = x.shape[1], x.shape[2]
+    n = starts.shape[0]
+    n_f = frames.shape[0]
     c0 = w0.shape[0]
     n_blocks, c, _, k = W.shape
     c_last = wh.shape[0]                                      # c, or c0 without blocks
@@ -262,12 +273,15 @@ def _pass(x, idx, w0, b0, W, B, wh, bh, m0, M, votes, labels, pos_weight, scale,
     d_pad = np.zeros((c, tp + k - 1), np.float32)             # conv's gradient, zero-padded
     W_rev = np.ascontiguousarray(W[:, :, :, ::-1])
     live = np.empty(c0, np.int64)                              # the stem channels not dropped
+    xb = np.empty((n_f, t0), np.float32)                      # the snippet, copied out contiguous
     scratch = np.zeros(t0, np.float32)                        # a discarded output of _add_rows2
     g_scratch = np.zeros(n_f, np.float32)                     # and of _add_dots2
     total = 0.0
     g_bias = np.float32(0.0)
     for b in range(n):
-        xb = x[idx[b]]
+        s0 = starts[b]
+        for f in range(n_f):
+            xb[f, :] = frames[f, s0:s0 + t0]
         # -- stem: kernel-1 convolution, ELU, dropout
         a = act[0]
         n_live = 0
@@ -423,7 +437,7 @@ class _Weights:
 
 def _weights(model: SeedCNN) -> _Weights:
     cfg = model.config
-    weight, bias = model._folded_stem()
+    weight, bias = model.folded_stem()
     c_max = max(cfg.stem_channels, cfg.block_channels)
     W = np.zeros((cfg.n_blocks, cfg.block_channels, c_max, cfg.kernel_size), np.float32)
     B = np.zeros((cfg.n_blocks, cfg.block_channels), np.float32)
@@ -436,20 +450,20 @@ def _weights(model: SeedCNN) -> _Weights:
                     bh=np.float32(model.head.bias.detach()[0]), folded=(weight, bias))
 
 
-def supports(model: SeedCNN) -> bool:
-    """Whether :func:`training_pass` and :func:`logits` can run ``model`` (float32, on the CPU)."""
-    return all(p.device.type == "cpu" and p.dtype == torch.float32 for p in model.parameters())
-
-
-def _check(model: SeedCNN, x: np.ndarray) -> None:
-    if not supports(model):
+def _check(model: SeedCNN, frames: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    """Refuse what the unchecked compiled loop cannot take; returns ``starts`` as int64."""
+    if not cpu_float32(model):
         raise ConfigError("the fused pass runs float32 models on the CPU only")
     cfg = model.config
-    if x.dtype != np.float32 or not x.flags.c_contiguous or x.ndim != 3 or x.shape[1] != cfg.n_features:
-        raise ConfigError(f"expected a C-contiguous float32 array [snippets, {cfg.n_features}, frames], "
-                          f"got {x.dtype} {x.shape}")
-    if x.shape[2] < 2 ** cfg.n_blocks:
-        raise ConfigError(f"{x.shape[2]} frames are too few for {cfg.n_blocks} max-pool blocks")
+    if (frames.dtype != np.float32 or not frames.flags.c_contiguous or frames.ndim != 2
+            or frames.shape[0] != cfg.n_features):
+        raise ConfigError(f"expected a C-contiguous float32 array [{cfg.n_features}, frames], "
+                          f"got {frames.dtype} {frames.shape}")
+    starts = np.ascontiguousarray(starts, dtype=np.int64)
+    if starts.size and (starts.min() < 0 or starts.max() > frames.shape[1] - cfg.n_frames):
+        raise ConfigError(f"snippet start out of range for {frames.shape[1]} frames "
+                          f"and snippets of {cfg.n_frames}")
+    return starts
 
 
 def _masks(model: SeedCNN, masks: list[torch.Tensor], n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -466,27 +480,49 @@ def _masks(model: SeedCNN, masks: list[torch.Tensor], n: int) -> tuple[np.ndarra
     return m[0], blocks
 
 
-def training_pass(model: SeedCNN, x: np.ndarray, index: np.ndarray, labels: np.ndarray, noise: Noise, *,
-                  pos_weight: float | None, scale: float, map_parts=None
-                  ) -> tuple[float, list[torch.Tensor], np.ndarray]:
-    """Loss, parameter gradients and logits of one training pass over the snippets ``x[index]``.
+def _zero_grads(weights: _Weights) -> tuple[np.ndarray, ...]:
+    return (np.zeros_like(weights.w0), np.zeros_like(weights.b0), np.zeros_like(weights.W),
+            np.zeros_like(weights.B), np.zeros_like(weights.wh))
 
-    What ``loss = BCEWithLogits(model(x[index], noise=noise), labels,
-    pos_weight, reduction="sum") * scale`` and ``torch.autograd.grad(loss,
-    params)`` give (the model's own training pass: :meth:`SeedCNN.scores`),
-    computed by :func:`_pass`.
+
+def _parameter_grads(model: SeedCNN, weights: _Weights, total: list[np.ndarray]) -> list[torch.Tensor]:
+    """The kernel's gradients as one tensor per trainable parameter, in ``model.parameters()`` order."""
+    gw0, gb0, gW, gB, gwh, gbh = total
+    found: dict[torch.nn.Parameter, torch.Tensor] = {}
+    stem = [p for p in (model.normalisation.mean, model.normalisation.log_scale,
+                        model.stem.conv.weight, model.stem.conv.bias) if p.requires_grad]
+    if stem:                                   # back through the folding of the normalisation
+        weight, bias = weights.folded
+        found.update(zip(stem, torch.autograd.grad(
+            [weight, bias], stem, [torch.from_numpy(gw0)[..., None], torch.from_numpy(gb0)])))
+    for i, block in enumerate(model.blocks):
+        c_in = block.conv.weight.shape[1]
+        found[block.conv.weight] = torch.from_numpy(np.ascontiguousarray(gW[i, :, :c_in]))
+        found[block.conv.bias] = torch.from_numpy(gB[i].copy())
+    found[model.head.weight] = torch.from_numpy(gwh)[None, :, None].clone()
+    found[model.head.bias] = torch.tensor([gbh], dtype=torch.float32)
+    return [found[p] for p in model.parameters() if p.requires_grad]
+
+
+def loss_and_gradients(model: SeedCNN, frames: np.ndarray, starts: np.ndarray, labels: np.ndarray,
+                       noise: Noise, *, pos_weight: float | None, scale: float, map_parts=None
+                       ) -> tuple[float, list[torch.Tensor], np.ndarray]:
+    """Loss, parameter gradients and logits of one training pass over a batch of snippets.
+
+    What ``loss = BCEWithLogits(model(x, noise=noise), labels, pos_weight,
+    reduction="sum") * scale`` and ``torch.autograd.grad(loss, params)`` give
+    for the snippets ``x[b] = frames[:, starts[b]:starts[b] + n_frames]``.
 
     Parameters
     ----------
     model : SeedCNN
         On the CPU, float32; its parameters are read, not changed.
-    x : np.ndarray
-        ``[N, F, T]`` float32, C-contiguous: the whole set (no copy of the
-        batch is made).
-    index : np.ndarray
-        ``[B]`` int: the batch's snippets.
-    labels : np.ndarray
-        ``[B]`` 0/1 targets.
+    frames : np.ndarray [shape=(n_features, n_total), dtype=float32]
+        C-contiguous: the songs' frames end to end (no copy of the batch is made).
+    starts : np.ndarray [shape=(B,), dtype=int]
+        First frame of each snippet of the batch in ``frames``.
+    labels : np.ndarray [shape=(B,)]
+        0/1 targets.
     noise : Noise
         The batch's dropout masks and voting weights (:meth:`SeedCNN.draw_noise`).
     pos_weight : float or None
@@ -502,80 +538,60 @@ def training_pass(model: SeedCNN, x: np.ndarray, index: np.ndarray, labels: np.n
     -------
     loss : float
     grads : list of torch.Tensor
-        One per parameter of ``model`` that requires a gradient, in
-        ``model.parameters()`` order.
-    logits : np.ndarray
-        ``[B]`` float32.
+        One per parameter of ``model`` that requires a gradient, in ``model.parameters()`` order.
+    logits : np.ndarray [shape=(B,), dtype=float32]
     """
-    _check(model, x)
-    n = len(index)
+    starts = _check(model, frames, starts)
+    n = len(starts)
     weights = _weights(model)
     m0, M = _masks(model, noise.masks, n)
     votes = noise.votes.detach().numpy()
-    idx = np.ascontiguousarray(index, dtype=np.int64)
     y = np.ascontiguousarray(labels, dtype=np.float64)
-    # the compiled loop does not check its indices: every shape is checked here
-    if n and (idx.min() < 0 or idx.max() >= len(x)):
-        raise ConfigError(f"snippet index out of range for a set of {len(x)} snippets")
     if y.shape != (n,) or votes.shape != (n, output_steps(model.config)):
         raise ConfigError(f"labels {y.shape} and voting weights {votes.shape} do not fit a batch "
                           f"of {n} snippets")
     pw = 1.0 if pos_weight is None else float(pos_weight)
     logits = np.empty(n, np.float32)
+    t0 = model.config.n_frames
 
     def part(_k: int, rows: slice):
-        grads = (np.zeros_like(weights.w0), np.zeros_like(weights.b0), np.zeros_like(weights.W),
-                 np.zeros_like(weights.B), np.zeros_like(weights.wh))
-        loss, g_bh = _pass(x, idx[rows], weights.w0, weights.b0, weights.W, weights.B, weights.wh,
+        grads = _zero_grads(weights)
+        loss, g_bh = _pass(frames, starts[rows], t0, weights.w0, weights.b0, weights.W, weights.B, weights.wh,
                            weights.bh, m0[rows], np.ascontiguousarray(M[:, rows]),
                            np.ascontiguousarray(votes[rows]), y[rows], pw, scale, True, logits[rows], *grads)
         return loss, grads + (np.float32(g_bh),)
 
     results = map_parts(part, n) if map_parts is not None else [part(0, slice(0, n))]
-    loss = sum(r[0] for r in results)
     g = [r[1] for r in results]
     total = [sum((gi[j] for gi in g[1:]), g[0][j]) for j in range(len(g[0]))]
-    gw0, gb0, gW, gB, gwh, gbh = total
-    found: dict[torch.nn.Parameter, torch.Tensor] = {}
-    stem = [p for p in (model.normalisation.mean, model.normalisation.log_scale,
-                        model.stem.conv.weight, model.stem.conv.bias) if p.requires_grad]
-    if stem:
-        weight, bias = weights.folded
-        found.update(zip(stem, torch.autograd.grad(
-            [weight, bias], stem, [torch.from_numpy(gw0)[..., None], torch.from_numpy(gb0)])))
-    for i, block in enumerate(model.blocks):
-        c_in = block.conv.weight.shape[1]
-        found[block.conv.weight] = torch.from_numpy(np.ascontiguousarray(gW[i, :, :c_in]))
-        found[block.conv.bias] = torch.from_numpy(gB[i].copy())
-    found[model.head.weight] = torch.from_numpy(gwh)[None, :, None].clone()
-    found[model.head.bias] = torch.tensor([gbh], dtype=torch.float32)
-    grads = [found[p] for p in model.parameters() if p.requires_grad]
-    return float(loss), grads, logits
+    return float(sum(r[0] for r in results)), _parameter_grads(model, weights, total), logits
 
 
-def logits(model: SeedCNN, x: np.ndarray, *, map_parts=None) -> np.ndarray:
-    """Evaluation-mode logits ``[N]`` of the snippets ``x [N, F, T]`` (float32, C-contiguous).
+def logits(model: SeedCNN, frames: np.ndarray, starts: np.ndarray, *, map_parts=None) -> np.ndarray:
+    """Evaluation-mode logits of the snippets ``frames[:, s:s + n_frames]``, ``s`` in ``starts``.
 
-    :func:`predict_logits`'s result (no dropout, plain-mean vote) from the
-    forward half of :func:`_pass`. ``map_parts``: as in :func:`training_pass`.
+    What :meth:`SeedCNN.forward` gives in evaluation mode (no dropout,
+    plain-mean vote), from the forward half of :func:`_pass`.
+    ``map_parts``: as in :func:`loss_and_gradients`.
+
+    Returns
+    -------
+    np.ndarray [shape=(len(starts),), dtype=float32]
     """
-    _check(model, x)
-    n = len(x)
-    cfg = model.config
+    starts = _check(model, frames, starts)
+    n = len(starts)
     with torch.no_grad():                      # no gradient: no graph of the folded stem
         weights = _weights(model)
-    steps = output_steps(cfg)
+    steps = output_steps(model.config)
     out = np.empty(n, np.float32)
-    no_grads = (np.zeros_like(weights.w0), np.zeros_like(weights.b0), np.zeros_like(weights.W),
-                np.zeros_like(weights.B), np.zeros_like(weights.wh))
+    no_grads = _zero_grads(weights)
 
     def part(_k: int, rows: slice):
         k = rows.stop - rows.start
         m0, M = _masks(model, [], k)
         votes = np.full((k, steps), 1.0 / steps, np.float32)
-        _pass(x, np.arange(rows.start, rows.stop, dtype=np.int64), weights.w0, weights.b0, weights.W,
-              weights.B, weights.wh, weights.bh, m0, M, votes, np.zeros(k), 1.0, 1.0, False, out[rows],
-              *no_grads)
+        _pass(frames, starts[rows], model.config.n_frames, weights.w0, weights.b0, weights.W, weights.B,
+              weights.wh, weights.bh, m0, M, votes, np.zeros(k), 1.0, 1.0, False, out[rows], *no_grads)
 
     if map_parts is not None:
         map_parts(part, n)

@@ -1,0 +1,287 @@
+"""Train every model of a run once, on the run's training songs, and choose each threshold on validation.
+
+:func:`fit_run` is what ``progrock train`` does after the features are there:
+
+1. **the CNN** by a *recipe* (:data:`RECIPES`): the course project's exact
+   recipe (``"seed"``: one network, snippets fixed at the per-class hop, 300
+   epochs, the best epoch by validation song balanced accuracy), or the
+   default (``"default"``: snippets drawn afresh every epoch, early stopping on
+   the validation loss, and an ensemble of :data:`FOLDS` networks, each
+   trained without one fold of the training songs, whose snippet
+   probabilities are averaged). The held-out folds give every training song
+   an *out-of-fold* CNN probability: one from a network that never saw it;
+2. **the classical baselines** (logistic regression and extra trees on song statistics);
+3. **the structure model** (logistic regression on the song's structure
+   descriptors and the profile of the CNN's snippet probabilities along it,
+   the training songs' profiles out of fold: never from a network that
+   learnt the song, so it does not learn the CNN's over-confidence);
+4. **the pretrained ears**, when the musicnn features are there: the tagger's
+   "Progressive rock" tag (zero-shot) and a logistic head on its patch embeddings;
+5. **the familiarity check** on the training songs.
+
+Every threshold is chosen on the validation songs (the song balanced
+accuracy's maximiser nearest 0.5), never on a test song; the default model is
+the one with the best validation song balanced accuracy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from progrock.constants import CLASSES
+from progrock.data.dataset import SongFeatures
+from progrock.data.snippets import SnippetConfig, SnippetSet, SongFrames
+from progrock.errors import DatasetError
+from progrock.evaluation.metrics import balanced_accuracy_at, choose_threshold
+from progrock.evaluation.verdict import song_vote_scores
+from progrock.features.sets import FeatureConfig
+from progrock.model import classical
+from progrock.model.familiarity import fit_familiarity
+from progrock.model.network import ModelConfig
+from progrock.model.run import ModelEntry, Run, Songs
+from progrock.training.config import TrainConfig
+
+FOLDS = 5
+"""Members of the default recipe's ensemble: folds of the training songs."""
+
+RECIPES = {
+    "seed": dict(placement="fixed", best_by="song_balanced_accuracy", early_stopping_patience=None),
+    "default": dict(placement="random", best_by="loss", early_stopping_patience=30),
+}
+"""How the CNN is trained: the course project's recipe, and the default."""
+
+MODELS = ("cnn", "cnn_mean", "logreg", "extratrees", "structure", "musicnn", "musicnn_head")
+"""Every model a run can hold, in the order they are reported."""
+
+TITLES = {
+    "cnn": "1D-CNN, snippet vote", "cnn_mean": "1D-CNN, mean probability",
+    "logreg": "Logistic regression (song statistics)", "extratrees": "ExtraTrees (song statistics)",
+    "structure": "Song structure + CNN profile (logistic)",
+    "musicnn": "musicnn tagger, zero-shot (Progressive rock tag)",
+    "musicnn_head": "musicnn embeddings + logistic head (transfer)",
+}
+PREFERENCE = ("structure", "cnn", "musicnn_head", "extratrees", "logreg", "cnn_mean", "musicnn")
+"""Ties of validation balanced accuracy go to the model earlier here."""
+
+
+@dataclass
+class FitPlan:
+    """What to train.
+
+    Attributes
+    ----------
+    recipe : {"default", "seed"}
+    models : tuple of str
+        A subset of :data:`MODELS` (the CNN is trained whenever a model needs it).
+    train_config : TrainConfig
+        The CNN's settings; the recipe sets placement, early stopping and what picks the best epoch.
+    model_config : ModelConfig
+    snippet_config : SnippetConfig
+    folds : int
+        Members of the default recipe's ensemble.
+    """
+
+    recipe: str = "default"
+    models: tuple[str, ...] = MODELS
+    train_config: TrainConfig = field(default_factory=TrainConfig)
+    model_config: ModelConfig = field(default_factory=ModelConfig)
+    snippet_config: SnippetConfig = field(default_factory=SnippetConfig)
+    folds: int = FOLDS
+
+    def cnn_config(self) -> TrainConfig:
+        """The CNN's training settings under the recipe."""
+        return replace(self.train_config, **RECIPES[self.recipe])
+
+
+def _songs(data: SongFeatures, split: str) -> tuple[Songs, np.ndarray]:
+    """The songs of one split as a :class:`Songs` batch, and their labels (0/1)."""
+    idx = [i for i, s in enumerate(data.songs) if s.split == split and s.label in CLASSES]
+    songs = Songs([data.songs[i].path for i in idx], {k: [v[i] for i in idx] for k, v in data.features.items()},
+                  [data.songs[i].duration for i in idx], [data.songs[i].label for i in idx])
+    return songs, np.array([CLASSES.index(data.songs[i].label) for i in idx], dtype=np.int64)
+
+
+def _threshold(y: np.ndarray, scores: np.ndarray) -> float:
+    return float(np.clip(choose_threshold(y, scores), 1e-6, 1 - 1e-6))
+
+
+def fit_run(data: SongFeatures, run_dir: Path, plan: FitPlan, *, log: Callable[[str], None] = print,
+            progress: Callable[[int, dict], None] | None = None, resume: bool = False,
+            description: dict | None = None) -> Run:
+    """Train every model of ``plan`` on ``data``'s training songs; thresholds on its validation songs.
+
+    Parameters
+    ----------
+    data : SongFeatures
+        The run's songs with their features (``seed43``, and ``musicnn`` for the musicnn models).
+    run_dir : Path
+        The run folder: the CNN's members train in ``run_dir/training/cnn-<k>``.
+    plan : FitPlan
+    description : dict, optional
+        Kept in ``model.json`` (what the run was trained on...).
+
+    Returns
+    -------
+    Run
+        Not yet saved (:func:`progrock.model.run.save_run`).
+    """
+    train, y_train = _songs(data, "train")
+    val, y_val = _songs(data, "validation")
+    for name, y in (("train", y_train), ("validation", y_val)):
+        if len(np.unique(y)) < 2:
+            raise DatasetError(f"the {name} split needs prog and nonprog songs")
+    models = [m for m in MODELS if m in plan.models and (not m.startswith("musicnn") or "musicnn" in data.features)]
+    configs = {"seed43": FeatureConfig.named("seed43")} | (
+        {"musicnn": FeatureConfig.named("musicnn")} if "musicnn" in data.features else {})
+    run = Run({}, "cnn", configs, plan.snippet_config, description=dict(description or {}))
+    oof = None
+    if any(m in models for m in ("cnn", "cnn_mean", "structure")):
+        oof = _fit_cnn(run, data, plan, run_dir, log=log, progress=progress, resume=resume)
+        _cnn_entries(run, val, y_val, models)
+    for name in ("logreg", "extratrees"):
+        if name in models:
+            _fit_classical(run, name, "song_statistics", train, y_train, val, y_val, plan)
+    if "structure" in models:
+        _fit_structure(run, train, y_train, val, y_val, plan, oof)
+    if "musicnn" in models or "musicnn_head" in models:
+        from progrock.model.musicnn.fit import fit_musicnn_models
+
+        fit_musicnn_models(run, [m for m in models if m.startswith("musicnn")], train, y_train, val, y_val,
+                           seed=plan.train_config.seed)
+    from progrock.features.summary import song_statistics
+
+    run.familiarity = fit_familiarity(np.stack([song_statistics(x) for x in train.features["seed43"]]),
+                                      seed=plan.train_config.seed)
+    run.default_model, run.description["validation"] = _choose_default(run, val, y_val)
+    return run
+
+
+def _fit_cnn(run: Run, data: SongFeatures, plan: FitPlan, run_dir: Path, *, log, progress, resume
+             ) -> dict[str, tuple[np.ndarray, np.ndarray]] | None:
+    """Train the CNN's members; the training songs' out-of-fold snippet probabilities (default recipe)."""
+    from progrock.data.dataset import snippet_sets
+    from progrock.training.loop import train_model
+
+    c = plan.snippet_config
+    sets = snippet_sets(data, c, sets=["train", "validation"])
+    train, validation = sets["train"], sets["validation"]
+    tc = plan.cnn_config()
+    folds = plan.folds if plan.recipe == "default" else 1
+    fold_of = _song_folds(train.frames, folds, seed=tc.seed)
+    oof: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    fc = FeatureConfig.named("seed43")
+    for k in range(folds):
+        keep = fold_of != k if folds > 1 else np.ones(len(train.songs), bool)
+        member = _subset(train, keep)
+        log(f"CNN member {k + 1} of {folds}: {len(member.songs)} training songs")
+        result = train_model(member, validation, model_config=plan.model_config,
+                             train_config=replace(tc, seed=tc.seed + k), out_dir=run_dir / "training" / f"cnn-{k + 1}",
+                             feature_config=fc, snippet_config=c, log=log, progress=progress, resume=resume)
+        run.networks.append(result.model.eval())
+        if folds > 1:
+            held = SnippetSet.place(_frames_subset(train.frames, ~keep), c, by_class=False)
+            probs = Run({}, "", {}, c, [result.model]).snippet_probabilities(held)
+            for i, name in enumerate(held.songs):
+                oof[name] = (held.start[held.song == i] / c.frame_rate, probs[held.song == i])
+    return oof or None
+
+
+def _song_folds(frames: SongFrames, folds: int, *, seed: int) -> np.ndarray:
+    """A fold per song, stratified by label (copies of a recording are already one song's split)."""
+    fold = np.zeros(len(frames.songs), dtype=np.int64)
+    rng = np.random.default_rng(seed)
+    for label in np.unique(frames.labels):
+        idx = rng.permutation(np.flatnonzero(frames.labels == label))
+        fold[idx] = np.arange(len(idx)) % max(folds, 1)
+    return fold
+
+
+def _frames_subset(frames: SongFrames, keep: np.ndarray) -> SongFrames:
+    idx = np.flatnonzero(keep)
+    mats = [frames.matrix(i) for i in idx]
+    lengths = [m.shape[1] for m in mats]
+    return SongFrames(np.ascontiguousarray(np.concatenate(mats, axis=1)) if mats else frames.x[:, :0],
+                      np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
+                      [frames.songs[i] for i in idx], frames.labels[idx])
+
+
+def _subset(s: SnippetSet, keep: np.ndarray) -> SnippetSet:
+    """The snippets of the songs where ``keep`` is true, over those songs' frames only."""
+    idx = np.flatnonzero(keep)
+    new_index = np.full(len(keep), -1, dtype=np.int64)
+    new_index[idx] = np.arange(len(idx))
+    rows = keep[s.song]
+    return SnippetSet(_frames_subset(s.frames, keep), new_index[s.song[rows]], s.start[rows], s.length)
+
+
+def _cnn_entries(run: Run, val: Songs, y_val: np.ndarray, models: list[str]) -> None:
+    """The CNN's two verdicts with their thresholds on validation: the vote, and the mean probability."""
+    c = run.snippet_config
+    frames = SongFrames.from_songs(list(zip(val.names, val.features["seed43"], val.truths)), c)
+    snippets = SnippetSet.place(frames, c, by_class=False)
+    probs = run.snippet_probabilities(snippets)
+    vote = song_vote_scores(probs, snippets.song, len(frames.songs))
+    mean = np.bincount(snippets.song, weights=probs) / np.bincount(snippets.song)
+    rule = "chosen on the validation songs: the balanced accuracy's maximiser nearest 0.5"
+    if "cnn" in models:
+        run.entries["cnn"] = ModelEntry("cnn", TITLES["cnn"], "vote", _threshold(frames.labels, vote), threshold_rule=rule)
+    if "cnn_mean" in models:
+        run.entries["cnn_mean"] = ModelEntry("cnn", TITLES["cnn_mean"], "mean", _threshold(frames.labels, mean),
+                                             threshold_rule=rule)
+
+
+def _fit_classical(run: Run, name: str, input_name: str, train: Songs, y_train, val: Songs, y_val,
+                   plan: FitPlan, cnn: dict | None = None, val_cnn: dict | None = None) -> None:
+    from progrock.model.inputs import INPUTS
+
+    make = INPUTS[input_name]
+    fr = run.snippet_config.frame_rate
+
+    def X(songs: Songs, profiles: dict | None) -> np.ndarray:
+        return np.stack([make(x, frame_rate=fr, duration=d,
+                              snippet_probs=profiles[n][1] if profiles else None,
+                              snippet_starts=profiles[n][0] if profiles else None)
+                         for n, x, d in zip(songs.names, songs.features["seed43"], songs.durations)])
+
+    seed = plan.train_config.seed
+    model = (classical.fit_forest(X(train, cnn), y_train, seed=seed) if name == "extratrees"
+             else classical.fit_logistic(X(train, cnn), y_train, seed=seed))
+    run.classical[name] = model
+    threshold = _threshold(y_val, model.predict(X(val, val_cnn)))
+    run.entries[name] = ModelEntry(model.kind, TITLES[name], "mean", threshold, input=input_name,
+                                   threshold_rule="chosen on the validation songs")
+
+
+def _fit_structure(run: Run, train: Songs, y_train, val: Songs, y_val, plan: FitPlan, oof: dict | None) -> None:
+    """The structure model: training songs' CNN profiles out of fold; without them (the seed
+    recipe) the profile is left out rather than taken from a network that learnt the songs."""
+    c = run.snippet_config
+    val_cnn = {n: (s / c.frame_rate, p) for n, (s, p) in zip(val.names, run._cnn_snippets(val))}
+    if oof is None or not all(n in oof for n in train.names):
+        from progrock.features.structure import DESCRIPTOR_NAMES
+
+        n = len(DESCRIPTOR_NAMES)
+        zero = {k: (np.zeros(0), np.zeros(0)) for k in set(train.names) | set(val.names)}
+        _fit_classical(run, "structure", "structure", train, y_train, val, y_val, plan, zero, zero)
+        run.entries["structure"].title = "Song structure (logistic; descriptors only, no out-of-fold CNN)"
+        run.classical["structure"].arrays["coef"][n:] = 0.0
+        return
+    _fit_classical(run, "structure", "structure", train, y_train, val, y_val, plan, oof, val_cnn)
+
+
+def _choose_default(run: Run, val: Songs, y_val: np.ndarray) -> tuple[str, dict]:
+    """The model with the best validation song balanced accuracy (ties: :data:`PREFERENCE`), and every
+    model's validation balanced accuracy."""
+    judged = run.judge(val).results
+    scores = {}
+    for name, rows in judged.items():
+        truth = np.array([CLASSES.index(r.truth) for r in rows])
+        pred = np.array([r.is_prog for r in rows], dtype=float)
+        scores[name] = float(balanced_accuracy_at(truth, pred, [0.5])[0])
+    best = max(scores.values())
+    default = next(m for m in PREFERENCE if scores.get(m) == best)
+    return default, {"split": "validation", "n_songs": len(y_val), "balanced_accuracy": scores}
