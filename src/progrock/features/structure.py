@@ -224,10 +224,13 @@ def tempo_curve(onset_envelope: np.ndarray, *, frame_rate: float, window_seconds
     on = np.asarray(onset_envelope, dtype=np.float64)
     starts, length = analysis_windows(len(on), frame_rate=frame_rate, window_seconds=window_seconds,
                                       hop_seconds=hop_seconds)
-    segments = on[starts[:, None] + np.arange(length)]
+    # A song shorter than 2 s is zero-padded to 2 s, so that tempi down to 30 BPM have a lag.
+    size = max(length, int(round(2.0 * frame_rate)))
+    segments = np.zeros((len(starts), size))
+    segments[:, :length] = on[starts[:, None] + np.arange(length)]
     tg = librosa.feature.tempogram(onset_envelope=segments, sr=frame_rate, hop_length=1,
-                                   win_length=length, center=False)
-    n_lags = max(3, min(length, int(round(max_lag_seconds * frame_rate)) + 1))
+                                   win_length=size, center=False)
+    n_lags = min(size, int(round(max_lag_seconds * frame_rate)) + 1)
     bpm = librosa.feature.rhythm.tempo(tg=tg[:, :n_lags], sr=frame_rate, hop_length=1,
                                        start_bpm=start_bpm, aggregate=None)
     return window_times(starts, length, frame_rate=frame_rate), bpm.reshape(-1).astype(np.float64)
@@ -296,6 +299,8 @@ def beat_accents(onset_envelope: np.ndarray, *, frame_rate: float, times: np.nda
     the whole song when the curve is flat, librosa's faster path); a tatum is
     added half-way between consecutive beats. Each tatum's accent is the
     largest onset strength within one frame of it, to absorb timing jitter.
+    Beats are not trimmed: librosa's trimming can run past the envelope's end
+    when no frame rises above its threshold.
 
     Parameters
     ----------
@@ -311,14 +316,17 @@ def beat_accents(onset_envelope: np.ndarray, *, frame_rate: float, times: np.nda
         Frame of each tatum, increasing; empty when no beats were found.
     accents : np.ndarray [shape=(n_tatums,), dtype=float64]
     """
-    on = np.asarray(onset_envelope, dtype=np.float64)
+    on = np.maximum(np.asarray(onset_envelope, dtype=np.float64), 0.0)
     bpm = np.asarray(bpm, dtype=np.float64)
+    if len(on) < 2 or np.ptp(on) <= 1e-6 * np.max(on):
+        # Flat or empty: nothing to track (librosa's tracker would divide by a zero spread).
+        return np.zeros(0, dtype=np.int64), np.zeros(0)
     if np.any(bpm != bpm[0]):
         edges = (np.asarray(times[1:]) + np.asarray(times[:-1])) / 2.0 * frame_rate
         tempo = bpm[np.searchsorted(edges, np.arange(len(on)))]
     else:
         tempo = float(bpm[0])
-    _, beats = librosa.beat.beat_track(onset_envelope=on, sr=frame_rate, hop_length=1, bpm=tempo)
+    _, beats = librosa.beat.beat_track(onset_envelope=on, sr=frame_rate, hop_length=1, bpm=tempo, trim=False)
     beats = np.unique(np.asarray(beats, dtype=np.int64))
     tatums = np.sort(np.concatenate([beats, (beats[:-1] + beats[1:]) // 2]))
     accents = scipy.ndimage.maximum_filter1d(on, size=3, mode="nearest")[tatums]
@@ -353,6 +361,7 @@ def grouping_contrast(accents: np.ndarray, *, lengths: np.ndarray | None = None,
     """
     a = np.atleast_2d(np.asarray(accents, dtype=np.float64))
     n = np.full(len(a), a.shape[1]) if lengths is None else np.asarray(lengths)
+    a = np.pad(a, ((0, 0), (0, max(0, max_grouping + 3 - a.shape[1]))))
     valid = np.arange(a.shape[1]) < n[:, None]
     mean = np.sum(a * valid, axis=1, keepdims=True) / np.maximum(n, 1)[:, None]
     r = librosa.autocorrelate(np.where(valid, a - mean, 0.0), max_size=max_grouping + 3, axis=-1)
@@ -601,11 +610,13 @@ def self_similarity(X: np.ndarray) -> np.ndarray:
 def novelty_curve(S: np.ndarray, *, kernel_blocks: int) -> np.ndarray:
     """Foote's novelty: a Gaussian-tapered checkerboard kernel slid along the diagonal of ``S``.
 
-    ``novelty[i]`` is the weighted mean similarity within the ``kernel_blocks``
-    blocks before ``i`` and within those from ``i`` on, minus the mean
-    similarity across them, halved: from -1 to 1, high where the music before
-    and after ``i`` differ. ``S`` is mirrored at the song's ends, so the ends
-    themselves read no novelty.
+    ``novelty[i]`` is half the difference between the weighted mean similarity
+    within the ``kernel_blocks`` blocks before ``i`` and within those from
+    ``i`` on, and the weighted mean similarity across them: from -1 to 1, high
+    where the music before and after ``i`` differ. Near the song's ends the
+    kernel is cut to the blocks that exist and each mean is taken over what is
+    left (padding would invent similarity); at the very ends, with nothing on
+    one side, the novelty is 0.
 
     Parameters
     ----------
@@ -619,17 +630,21 @@ def novelty_curve(S: np.ndarray, *, kernel_blocks: int) -> np.ndarray:
     np.ndarray [shape=(n_blocks,), dtype=float64]
     """
     n = S.shape[0]
-    L = max(1, min(int(kernel_blocks), n - 1)) if n > 1 else 1
-    if n < 2:
-        return np.zeros(n)
+    L = max(1, int(kernel_blocks))
     offsets = np.arange(-L, L) + 0.5
-    g = np.exp(-0.5 * (offsets / (0.5 * L)) ** 2)
-    K = np.outer(g * np.sign(offsets), g * np.sign(offsets))
-    K /= np.abs(K).sum()
-    P = np.pad(S, L, mode="symmetric")
+    g = np.exp(-0.5 * (offsets / (0.5 * L)) ** 2) * np.sign(offsets)
+    K = np.outer(g, g)
+    within, across = np.maximum(K, 0.0), np.maximum(-K, 0.0)
+    P = np.pad(np.asarray(S, dtype=np.float64), L)
+    M = np.pad(np.ones((n, n)), L)
     idx = np.arange(n)[:, None] + np.arange(2 * L)
-    windows = P[idx[:, :, None], idx[:, None, :]]
-    return np.einsum("nab,ab->n", windows, K)
+    rows, cols = idx[:, :, None], idx[:, None, :]
+    Sw, Mw = P[rows, cols], M[rows, cols]
+    w_in, w_across = np.einsum("nab,ab->n", Mw, within), np.einsum("nab,ab->n", Mw, across)
+    s_in, s_across = np.einsum("nab,ab->n", Sw, within), np.einsum("nab,ab->n", Sw, across)
+    ok = (w_in > 0) & (w_across > 0)
+    safe_in, safe_across = np.where(ok, w_in, 1.0), np.where(ok, w_across, 1.0)
+    return np.where(ok, 0.5 * (s_in / safe_in - s_across / safe_across), 0.0)
 
 
 def section_boundaries(novelty: np.ndarray, *, kernel_blocks: int, delta: float = NOVELTY_DELTA) -> np.ndarray:
