@@ -351,3 +351,24 @@ def test_real_recordings_give_sane_descriptors():
         assert 1 <= d["sections"] <= d["duration_s"] / st.KERNEL_SECONDS, (path, d)
         assert 0.0 <= d["odd_metre_mean"] <= d["odd_metre_max"] <= 1.0
         assert 0.0 <= d["reprise"] <= 1.0 and 0.0 <= d["quiet_share"] <= 1.0
+
+
+def test_structure_svg_draws_every_section_key_and_window():
+    import xml.etree.ElementTree as ET
+
+    from progrock.report.structure import structure_svg
+
+    y = as_audio(np.concatenate([rms(music(20.0, seed=1), -20.0), rms(music(20.0, seed=2))]))
+    timeline = st.song_timeline(seed43(y), frame_rate=FRAME_RATE)
+    svg = structure_svg(timeline, width=300)
+    root = ET.fromstring(svg)                                  # well-formed XML
+    assert root.get("width") == "300" and "href" not in svg and "url(" not in svg
+    titles = [t.text for t in root.iter("title")]
+    assert sum(t.startswith("section ") for t in titles) == len(timeline["section_starts"]) == 2
+    assert sum("BPM" in t for t in titles) == len(timeline["tempo_bpm"])
+    assert sum(any(k in t for k in st.KEY_NAMES) for t in titles) == len(timeline["keys"])
+    rects = list(root.iter("rect"))
+    assert all(0.0 <= float(r.get("x", 0)) <= 300.0 for r in rects)
+    # The quiet intro is paler than the loud section that follows it.
+    fills = [r.get("fill") for r in rects if (r.findtext("title") or "").startswith("section ")]
+    assert int(fills[0][1:3], 16) > int(fills[1][1:3], 16)
