@@ -647,7 +647,8 @@ def novelty_curve(S: np.ndarray, *, kernel_blocks: int) -> np.ndarray:
     return np.where(ok, 0.5 * (s_in / safe_in - s_across / safe_across), 0.0)
 
 
-def section_boundaries(novelty: np.ndarray, *, kernel_blocks: int, delta: float = NOVELTY_DELTA) -> np.ndarray:
+def section_boundaries(novelty: np.ndarray, *, kernel_blocks: int,
+                       delta: float = NOVELTY_DELTA) -> np.ndarray:
     """Section starts: peaks of the novelty curve (``librosa.util.peak_pick``).
 
     A peak must be the largest within ``kernel_blocks`` either side, rise
@@ -834,6 +835,8 @@ def analyse_song(features: np.ndarray, *, frame_rate: float) -> SongStructure:
     SongStructure
     """
     x = check_features(features)
+    if not frame_rate > 0:
+        raise ProgrockError(f"frame_rate must be a positive number of frames per second, not {frame_rate!r}")
     onset = np.asarray(x[_ROWS["onset"][0]], dtype=np.float64)
     level = frame_level_db(x[_ROWS["mel_db"]])
     t_times, bpm = tempo_curve(onset, frame_rate=frame_rate)
@@ -889,30 +892,33 @@ def duration(features: np.ndarray, *, frame_rate: float) -> float:
     return float(np.asarray(features).shape[-1] / frame_rate)
 
 
-DESCRIPTOR_NAMES: tuple[str, ...] = (
-    "duration_s",              # length of the song, s
-    "tempo_median_bpm",        # median of the tempo curve, BPM
-    "tempo_spread_oct",        # std of log2 tempo, octave errors folded, octaves
-    "tempo_changes",           # count of settled tempo jumps > 10 %
-    "tempo_changes_per_min",   # the same per minute of song
-    "odd_metre_mean",          # mean odd-metre evidence over windows, 0-1
-    "odd_metre_max",           # largest window evidence, 0-1
-    "odd_metre_share",         # share of windows with evidence >= 0.5, 0-1
-    "metre_changes",           # count of settled switches regular <-> odd
-    "key_changes",             # count of settled key changes
-    "key_changes_per_min",     # the same per minute of song
-    "distinct_keys",           # count of different keys that held
-    "major_share",             # share of windows in a major key, 0-1
-    "key_clarity_mean",        # mean correlation with the winning key profile, -1-1
-    "sections",                # count of sections
-    "section_mean_s",          # mean section length, s
-    "reprise",                 # length share of sections that return to earlier material, 0-1
-    "loudness_range_db",       # loudest minus quietest section, dB
-    "loudness_spread_db",      # length-weighted std of section loudness, dB
-    "quiet_share",             # share of time in sections >= 10 dB below the loudest, 0-1
-    "timbre_variety",          # spread of section-mean MFCC 1-19, MFCC units
-)
-"""Names of the entries of :func:`describe_song`, with the unit in the name or in the comment beside it."""
+DESCRIPTORS: dict[str, str] = {
+    "duration_s": "length of the song, s",
+    "tempo_median_bpm": "median of the tempo curve, BPM",
+    "tempo_spread_oct": "std of log2 tempo over the windows, octave errors folded, octaves",
+    "tempo_changes": "tempo jumps of more than 10 % (octave errors folded) that held, count",
+    "tempo_changes_per_min": "the same per minute of song, 1/min",
+    "odd_metre_mean": "mean odd-metre evidence over the windows, 0-1",
+    "odd_metre_max": "largest odd-metre evidence of a window, 0-1",
+    "odd_metre_share": "share of windows with odd-metre evidence >= 0.5, 0-1",
+    "metre_changes": "switches between regular and odd metre that held, count",
+    "key_changes": "key changes that held, count",
+    "key_changes_per_min": "the same per minute of song, 1/min",
+    "distinct_keys": "different keys that held, count (at least 1)",
+    "major_share": "share of windows in a major key, 0-1",
+    "key_clarity_mean": "mean correlation of a window with its key's profile, -1 to 1",
+    "sections": "sections of the sounding part of the song, count",
+    "section_mean_s": "mean section length, s",
+    "reprise": "length-weighted best similarity of each section to a non-adjacent earlier one, 0-1",
+    "loudness_range_db": "loudest minus quietest section (median levels), dB",
+    "loudness_spread_db": "length-weighted std of the sections' levels, dB",
+    "quiet_share": "share of the sounding time in sections >= 10 dB below the loudest, 0-1",
+    "timbre_variety": "length-weighted spread of the sections' mean MFCC 1-19, MFCC units",
+}
+"""What each entry of :func:`describe_song` measures, unit last (also in the name where it has one)."""
+
+DESCRIPTOR_NAMES: tuple[str, ...] = tuple(DESCRIPTORS)
+"""Names of the entries of :func:`describe_song`, in order (see :data:`DESCRIPTORS`)."""
 
 
 def descriptors(s: SongStructure) -> np.ndarray:

@@ -71,7 +71,8 @@ def _key_lane(tl: dict, x, y: float, h: float, duration: float) -> list[str]:
     out = []
     spans = window_spans(tl["key_times"], duration)
     for (a, b), k, name, c in zip(spans, tl["keys"], tl["key_names"], tl["key_clarity"]):
-        out.append(_rect(x(a), x(b), y, h, key_colour(k), f"{_clock(a)}–{_clock(b)}  {name} (clarity {c:.2f})"))
+        tip = f"{_clock(a)}–{_clock(b)}  {name} (clarity {c:.2f})"
+        out.append(_rect(x(a), x(b), y, h, key_colour(k), tip))
     for t in tl["key_change_times"]:
         out.append(f'<line x1="{x(t):.1f}" y1="{y - 1:.1f}" x2="{x(t):.1f}" y2="{y + h + 1:.1f}" '
                    f'stroke="#212529" stroke-width="1.2"><title>key change at {_clock(t)}</title></line>')
