@@ -275,6 +275,29 @@ def test_self_similarity_equals_librosa_recurrence_matrix():
     np.testing.assert_allclose(ours[off], 1.0 - dist[off], atol=1e-9)
 
 
+def test_novelty_equals_the_kernel_on_the_full_matrix():
+    """The banded computation equals Foote's kernel applied to the whole self-similarity matrix."""
+    X = np.repeat(np.random.default_rng(2).standard_normal((5, 6)), 8, axis=0)   # 5 sections of 8 blocks
+    X += 0.3 * np.random.default_rng(3).standard_normal(X.shape)
+    S, L, n = st.self_similarity(X), 4, len(X)
+    g = np.exp(-0.5 * ((np.arange(-L, L) + 0.5) / (0.5 * L)) ** 2) * np.sign(np.arange(-L, L) + 0.5)
+    K = np.outer(g, g)
+    expected = np.zeros(n)
+    for i in range(n):
+        sums = {True: [0.0, 0.0], False: [0.0, 0.0]}
+        for a in range(2 * L):
+            for b in range(2 * L):
+                p, q = i - L + a, i - L + b
+                if 0 <= p < n and 0 <= q < n:
+                    sums[K[a, b] > 0][0] += abs(K[a, b]) * S[p, q]
+                    sums[K[a, b] > 0][1] += abs(K[a, b])
+        if sums[True][1] > 0 and sums[False][1] > 0:
+            expected[i] = 0.5 * (sums[True][0] / sums[True][1] - sums[False][0] / sums[False][1])
+    novelty = st.novelty_curve(X, kernel_blocks=L)
+    np.testing.assert_allclose(novelty, expected, atol=1e-12)
+    assert st.section_boundaries(novelty, kernel_blocks=L).tolist() == [8, 16, 24, 32]
+
+
 def test_block_embedding_means_equal_librosa_sync():
     x = seed43(as_audio(music(10.0)))
     X, starts = st.block_embedding(x, frame_rate=FRAME_RATE)

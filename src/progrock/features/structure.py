@@ -584,6 +584,13 @@ def block_embedding(features: np.ndarray, *, frame_rate: float, block_seconds: f
     return np.vstack(groups).T, starts
 
 
+def _unit_rows(X: np.ndarray) -> np.ndarray:
+    """Rows of ``X`` scaled to unit length; an all-zero row stays zero."""
+    X = np.asarray(X, dtype=np.float64)
+    norm = np.linalg.norm(X, axis=1, keepdims=True)
+    return np.divide(X, norm, out=np.zeros_like(X), where=norm > 1e-12)
+
+
 def self_similarity(X: np.ndarray) -> np.ndarray:
     """Cosine self-similarity of the rows of ``X`` (0 where a row is all zeros).
 
@@ -601,14 +608,13 @@ def self_similarity(X: np.ndarray) -> np.ndarray:
     np.ndarray [shape=(n_blocks, n_blocks), dtype=float64]
         Values in [-1, 1]; 1 on the diagonal of non-zero rows.
     """
-    X = np.asarray(X, dtype=np.float64)
-    norm = np.linalg.norm(X, axis=1, keepdims=True)
-    U = np.divide(X, norm, out=np.zeros_like(X), where=norm > 1e-12)
+    U = _unit_rows(X)
     return np.clip(U @ U.T, -1.0, 1.0)
 
 
-def novelty_curve(S: np.ndarray, *, kernel_blocks: int) -> np.ndarray:
-    """Foote's novelty: a Gaussian-tapered checkerboard kernel slid along the diagonal of ``S``.
+def novelty_curve(X: np.ndarray, *, kernel_blocks: int) -> np.ndarray:
+    """Foote's novelty: a Gaussian-tapered checkerboard kernel slid along the diagonal of the
+    cosine self-similarity of ``X`` (:func:`self_similarity`).
 
     ``novelty[i]`` is half the difference between the weighted mean similarity
     within the ``kernel_blocks`` blocks before ``i`` and within those from
@@ -616,12 +622,13 @@ def novelty_curve(S: np.ndarray, *, kernel_blocks: int) -> np.ndarray:
     where the music before and after ``i`` differ. Near the song's ends the
     kernel is cut to the blocks that exist and each mean is taken over what is
     left (padding would invent similarity); at the very ends, with nothing on
-    one side, the novelty is 0.
+    one side, the novelty is 0. Only the band of the matrix the kernel covers is
+    computed, so memory grows with the song's length, not with its square.
 
     Parameters
     ----------
-    S : np.ndarray [shape=(n_blocks, n_blocks)]
-        A self-similarity matrix with values in [-1, 1].
+    X : np.ndarray [shape=(n_blocks, n_dims)]
+        Block features, e.g. from :func:`block_embedding`.
     kernel_blocks : int
         Half-width of the kernel, in blocks.
 
@@ -629,18 +636,18 @@ def novelty_curve(S: np.ndarray, *, kernel_blocks: int) -> np.ndarray:
     -------
     np.ndarray [shape=(n_blocks,), dtype=float64]
     """
-    n = S.shape[0]
+    n = len(X)
     L = max(1, int(kernel_blocks))
     offsets = np.arange(-L, L) + 0.5
     g = np.exp(-0.5 * (offsets / (0.5 * L)) ** 2) * np.sign(offsets)
     K = np.outer(g, g)
     within, across = np.maximum(K, 0.0), np.maximum(-K, 0.0)
-    P = np.pad(np.asarray(S, dtype=np.float64), L)
-    M = np.pad(np.ones((n, n)), L)
-    idx = np.arange(n)[:, None] + np.arange(2 * L)
-    rows, cols = idx[:, :, None], idx[:, None, :]
-    Sw, Mw = P[rows, cols], M[rows, cols]
-    w_in, w_across = np.einsum("nab,ab->n", Mw, within), np.einsum("nab,ab->n", Mw, across)
+    U = np.pad(_unit_rows(X), ((L, L), (0, 0)))
+    valid = np.pad(np.ones(n), L)
+    W = np.lib.stride_tricks.sliding_window_view(U, 2 * L, axis=0)[:n]        # (n, n_dims, 2L)
+    Sw = np.clip(np.matmul(W.transpose(0, 2, 1), W), -1.0, 1.0)              # (n, 2L, 2L)
+    m = np.lib.stride_tricks.sliding_window_view(valid, 2 * L)[:n]            # (n, 2L)
+    w_in, w_across = np.einsum("na,nb,ab->n", m, m, within), np.einsum("na,nb,ab->n", m, m, across)
     s_in, s_across = np.einsum("nab,ab->n", Sw, within), np.einsum("nab,ab->n", Sw, across)
     ok = (w_in > 0) & (w_across > 0)
     safe_in, safe_across = np.where(ok, w_in, 1.0), np.where(ok, w_across, 1.0)
@@ -856,7 +863,7 @@ def _sections(x: np.ndarray, level: np.ndarray, *, frame_rate: float) -> dict:
     a, b = sounding_range(level)
     X, block_starts = block_embedding(x[:, a:b], frame_rate=frame_rate)
     kernel = max(1, int(round(KERNEL_SECONDS / BLOCK_SECONDS)))
-    bounds = section_boundaries(novelty_curve(self_similarity(X), kernel_blocks=kernel), kernel_blocks=kernel)
+    bounds = section_boundaries(novelty_curve(X, kernel_blocks=kernel), kernel_blocks=kernel)
     starts_b = np.concatenate([[0], bounds]).astype(np.int64)
     starts_f = block_starts[starts_b]
     return dict(section_starts=(a + starts_f) / frame_rate,
