@@ -975,8 +975,26 @@ def describe_song(features: np.ndarray, *, frame_rate: float) -> np.ndarray:
     return descriptors(analyse_song(features, frame_rate=frame_rate))
 
 
+def timeline(s: SongStructure) -> dict[str, np.ndarray]:
+    """The arrays of an analysed song to draw along it (see :func:`song_timeline`)."""
+    starts = np.asarray(s.section_starts, dtype=np.float64)
+    return {
+        "duration": np.asarray(s.duration),
+        "tempo_times": s.tempo_times, "tempo_bpm": s.tempo_bpm, "odd_metre": s.odd_metre,
+        "tempo_change_times": s.tempo_times[s.tempo_changes],
+        "key_times": s.key_times, "keys": s.keys, "key_names": np.array([KEY_NAMES[k] for k in s.keys]),
+        "key_clarity": s.key_clarity, "key_change_times": s.key_times[s.key_changes],
+        "section_starts": starts, "section_ends": starts + s.section_seconds,
+        "section_db": s.section_db, "boundary_times": starts[1:],
+    }
+
+
 def song_timeline(features: np.ndarray, *, frame_rate: float) -> dict[str, np.ndarray]:
     """Arrays to draw along the song (all times in seconds).
+
+    To get both these and the descriptors from one analysis, call
+    :func:`analyse_song` once and pass its result to :func:`timeline` and
+    :func:`descriptors`.
 
     Returns
     -------
@@ -988,14 +1006,4 @@ def song_timeline(features: np.ndarray, *, frame_rate: float) -> dict[str, np.nd
         ``section_db`` (median level per section, dB), ``boundary_times``
         (section starts after the first).
     """
-    s = analyse_song(features, frame_rate=frame_rate)
-    starts = np.asarray(s.section_starts, dtype=np.float64)
-    return {
-        "duration": np.asarray(s.duration),
-        "tempo_times": s.tempo_times, "tempo_bpm": s.tempo_bpm, "odd_metre": s.odd_metre,
-        "tempo_change_times": s.tempo_times[s.tempo_changes],
-        "key_times": s.key_times, "keys": s.keys, "key_names": np.array([KEY_NAMES[k] for k in s.keys]),
-        "key_clarity": s.key_clarity, "key_change_times": s.key_times[s.key_changes],
-        "section_starts": starts, "section_ends": starts + s.section_seconds,
-        "section_db": s.section_db, "boundary_times": starts[1:],
-    }
+    return timeline(analyse_song(features, frame_rate=frame_rate))
