@@ -1,0 +1,395 @@
+"""Song structure descriptors on audio with known tempo, metre, key, sections and loudness.
+
+Every song is made here, turned into its ``seed43`` matrix by
+:func:`progrock.features.extract.seed43`, and described from that matrix
+alone, as the cache would hold it.
+"""
+
+from __future__ import annotations
+
+import librosa
+import numpy as np
+import pytest
+
+from conftest import SR, music, real_songs
+from progrock.constants import FRAME_RATE
+from progrock.errors import ProgrockError
+from progrock.features import structure as st
+from progrock.features.extract import seed43
+
+NAMES = st.DESCRIPTOR_NAMES
+TEMPO_RTOL = 0.05
+"""Tempo tolerance: the autocorrelation's lag resolution is one frame, 4-5 % at 120-150 BPM."""
+
+
+def describe(y: np.ndarray) -> dict[str, float]:
+    return dict(zip(NAMES, st.describe_song(seed43(y), frame_rate=FRAME_RATE)))
+
+
+# ---------------------------------------------------------------------------
+# Audio with known answers
+
+
+def _kit(rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """A kick (with hat), a snare (with hat) and a closed hi-hat, 0.25 s each."""
+    t = np.arange(int(0.25 * SR)) / SR
+    hat = 0.25 * np.diff(rng.standard_normal(len(t) + 1)) * np.exp(-t / 0.015)
+    kick = np.sin(2 * np.pi * np.cumsum(55 + 90 * np.exp(-t / 0.02)) / SR) * np.exp(-t / 0.12)
+    snare = (0.6 * rng.standard_normal(len(t)) + 0.5 * np.sin(2 * np.pi * 190 * t)) * np.exp(-t / 0.06)
+    return {"K": kick + hat, "S": snare + hat, "h": hat}
+
+
+def drums(parts: list[tuple[float, float, str]], *, seed: int = 0) -> np.ndarray:
+    """A drum track: ``(seconds, tatum in seconds, pattern)`` per part; the pattern has one
+    letter per tatum, K kick, S snare, h hi-hat, . rest, repeated for the part."""
+    rng = np.random.default_rng(seed)
+    kit = _kit(rng)
+    total = int(sum(p[0] for p in parts) * SR)
+    y = np.zeros(total + SR)
+    t0 = 0.0
+    for seconds, tatum, pattern in parts:
+        for k in range(int(round(seconds / tatum))):
+            hit = pattern[k % len(pattern)]
+            if hit != ".":
+                i = int(round((t0 + k * tatum) * SR))
+                y[i:i + len(kit[hit])] += kit[hit]
+        t0 += seconds
+    return y[:total] + 1e-3 * rng.standard_normal(total)
+
+
+def tones(chords: list[tuple[int, ...]], *, chord_s: float, partials: list[float], decay: float = 1.5,
+          seed: int = 0) -> np.ndarray:
+    """Chords of MIDI notes, each ``chord_s`` long: harmonic tones with the given partial amplitudes."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(chord_s * SR)) / SR
+    env = np.minimum(1.0, t / 0.02) * np.exp(-t / decay)
+    out = []
+    for notes in chords:
+        x = np.zeros(len(t))
+        for m in notes:
+            f = 440.0 * 2 ** ((m - 69) / 12)
+            for k, w in enumerate(partials, 1):
+                if f * k < SR / 2:
+                    x += w * np.sin(2 * np.pi * f * k * t + rng.uniform(0, 2 * np.pi))
+        out.append(x * env)
+    return np.concatenate(out)
+
+
+def triad(root: int, minor: bool = False) -> tuple[int, ...]:
+    return (root - 12, root, root + (3 if minor else 4), root + 7)
+
+
+def major_progression(tonic: int, n: int) -> list[tuple[int, ...]]:
+    """I IV V I vi IV V I ... in the major key on MIDI note ``tonic``, ``n`` chords."""
+    degrees = [(0, False), (5, False), (7, False), (0, False), (9, True), (5, False), (7, False), (0, False)]
+    return [triad(tonic + d, m) for d, m in (degrees * (n // 8 + 1))[:n]]
+
+
+def rms(y: np.ndarray, db: float = 0.0) -> np.ndarray:
+    """``y`` scaled to an RMS of 0.1 times ``db`` decibels."""
+    return y / np.sqrt(np.mean(y ** 2)) * 0.1 * 10 ** (db / 20)
+
+
+def section(kind: str, seconds: float, *, seed: int = 0) -> np.ndarray:
+    """Three materials that differ in timbre, harmony and rhythm."""
+    if kind == "A":     # bright chords in C, a 4/4 rock beat at 120 BPM
+        y = rms(tones(major_progression(60, int(seconds / 2)), chord_s=2.0,
+                      partials=[1, .8, .6, .5, .4, .3, .2], seed=seed))
+        return y + rms(drums([(seconds, 0.25, "KhShKhSh")], seed=seed), -3)
+    if kind == "B":     # soft, almost pure tones in F# minor, no drums
+        chords = [triad(66, True), triad(61), triad(62), triad(64)] * 10
+        return rms(tones(chords[:int(seconds / 3)], chord_s=3.0, partials=[1, .1], decay=4.0, seed=seed))
+    if kind == "C":     # buzzy staccato chords in A flat, fast hats
+        y = rms(tones(major_progression(56, int(seconds)), chord_s=1.0, partials=[1.0] * 10, decay=0.3,
+                      seed=seed))
+        return y + rms(drums([(seconds, 0.125, "hhhhShhh")], seed=seed))
+    raise ValueError(kind)
+
+
+def as_audio(y: np.ndarray) -> np.ndarray:
+    return (0.5 * y / np.max(np.abs(y))).astype(np.float32)
+
+
+# ---------------------------------------------------------------------------
+# Tempo and metre
+
+
+@pytest.fixture(scope="module")
+def seven_eight_then_four_four():
+    """30 s of 7/8 (2+2+3) at 120 BPM (a quarter note; eighths 0.25 s), then 30 s of 4/4 at 150 BPM."""
+    y = as_audio(drums([(30.0, 0.25, "KhShKhh"), (30.0, 0.2, "KhShKhSh")]))
+    return st.analyse_song(seed43(y), frame_rate=FRAME_RATE)
+
+
+def test_tempo_curve_reads_both_tempi_and_one_change(seven_eight_then_four_four):
+    s = seven_eight_then_four_four
+    half = st.WINDOW_SECONDS / 2
+    first, second = s.tempo_times + half <= 30.0, s.tempo_times - half >= 30.0
+    assert first.sum() >= 3 and second.sum() >= 3
+    np.testing.assert_allclose(s.tempo_bpm[first], 120.0, rtol=TEMPO_RTOL)
+    np.testing.assert_allclose(s.tempo_bpm[second], 150.0, rtol=TEMPO_RTOL)
+    assert len(s.tempo_changes) == 1
+    assert abs(s.tempo_times[s.tempo_changes[0]] - 30.0) <= half
+    d = dict(zip(NAMES, st.descriptors(s)))
+    assert d["tempo_changes"] == 1 and d["tempo_changes_per_min"] == pytest.approx(1.0, rel=0.01)
+    assert d["tempo_spread_oct"] > 0.1          # log2(150/120) = 0.32 between the halves
+
+
+def test_odd_metre_evidence_high_in_seven_eight_low_in_four_four(seven_eight_then_four_four):
+    s = seven_eight_then_four_four
+    half = st.WINDOW_SECONDS / 2
+    seven = s.odd_metre[s.tempo_times + half <= 30.0]
+    four = s.odd_metre[s.tempo_times - half >= 30.0]
+    assert seven.mean() >= 0.6, s.odd_metre
+    assert four.max() <= 0.2, s.odd_metre
+    assert len(s.metre_changes) == 1
+
+
+def test_grouping_contrast_peaks_at_the_bar_length():
+    """An accent every 7 tatums peaks at 7 and 14 (odd); every 8 at 8 and 16 (regular)."""
+    rng = np.random.default_rng(0)
+    for bar, kind in ((7, "odd"), (8, "regular")):
+        accents = np.tile([1.0] + [0.3] * (bar - 1), 12) + 0.02 * rng.standard_normal(12 * bar)
+        c = st.grouping_contrast(accents)
+        assert int(np.argmax(c)) in (bar, 2 * bar)
+        score = float(st.odd_metre_score(c))
+        assert (score > 0.8) if kind == "odd" else (score < 0.2)
+
+
+def test_grouping_contrast_rows_equal_single_windows():
+    """Padded rows of the batched form give what each window gives alone."""
+    rng = np.random.default_rng(1)
+    windows = [rng.random(n) for n in (40, 25, 60, 10)]
+    rows = np.zeros((4, 60))
+    for i, w in enumerate(windows):
+        rows[i, :len(w)] = w
+    batch = st.grouping_contrast(rows, lengths=np.array([len(w) for w in windows]))
+    for i, w in enumerate(windows):
+        np.testing.assert_allclose(batch[i], st.grouping_contrast(w), atol=1e-12)
+    assert np.all(batch[3] == 0)          # 10 tatums are too few for a 16-tatum grouping
+
+
+def test_tempo_octave_errors_are_not_changes():
+    assert st.octave_distance(120.0, 240.0) == pytest.approx(0.0)
+    assert st.octave_distance(120.0, 150.0) == pytest.approx(np.log2(1.25))
+    assert len(st.tempo_changes(np.array([120.0] * 4 + [60.0] * 4 + [240.0] * 4))) == 0
+    assert st.tempo_spread(np.array([120.0] * 4 + [240.0] * 4)) == pytest.approx(0.0)
+
+
+def test_stable_changes_ignores_flickers():
+    changes, levels = st.stable_changes(np.array([0, 0, 0, 7, 7, 2, 2, 2]), min_windows=3)
+    assert changes.tolist() == [5] and levels == [0, 2]
+    changes, levels = st.stable_changes(np.array([0, 0, 0, 2, 2, 2, 0, 0, 0]), min_windows=3)
+    assert changes.tolist() == [3, 6] and levels == [0, 2, 0]
+    changes, levels = st.stable_changes(np.array([5, 0, 0, 0]), min_windows=3)
+    assert changes.tolist() == [] and levels == [0]
+
+
+# ---------------------------------------------------------------------------
+# Key
+
+
+@pytest.mark.parametrize("second_tonic", [62, 60])
+def test_key_curve_finds_a_modulation_up_a_whole_tone(second_tonic):
+    """36 s of I-IV-V-I-vi-IV-V-I in C major, then 36 s in D major (or C again: no change)."""
+    y = np.concatenate([tones(major_progression(60, 18), chord_s=2.0, partials=[1, .5, .3, .2]),
+                        tones(major_progression(second_tonic, 18), chord_s=2.0, partials=[1, .5, .3, .2],
+                              seed=1)])
+    s = st.analyse_song(seed43(as_audio(y)), frame_rate=FRAME_RATE)
+    if second_tonic == 60:
+        assert s.stable_keys == [0] and len(s.key_changes) == 0
+        return
+    assert [st.KEY_NAMES[k] for k in s.stable_keys] == ["C major", "D major"]
+    assert (s.stable_keys[1] - s.stable_keys[0]) % 12 == 2
+    assert len(s.key_changes) == 1
+    assert abs(s.key_times[s.key_changes[0]] - 36.0) <= st.WINDOW_SECONDS / 2
+    d = dict(zip(NAMES, st.descriptors(s)))
+    assert d["key_changes"] == 1 and d["distinct_keys"] == 2 and d["major_share"] == 1.0
+
+
+def test_key_profiles_read_their_own_key():
+    profiles = st.key_profiles()
+    for k in (0, 2, 9, 14, 21):
+        chroma = np.repeat(profiles[k][:, None], 50, axis=1)
+        _, keys, clarity = st.key_curve(chroma, frame_rate=FRAME_RATE)
+        assert keys.tolist() == [k] and clarity[0] == pytest.approx(1.0)
+
+
+# ---------------------------------------------------------------------------
+# Sections, loudness, reprise
+
+
+def test_quiet_intro_gives_one_boundary_and_its_loudness_contrast():
+    """20 s of music at -20 dB, then 20 s of the same kind of music at full level."""
+    y = as_audio(np.concatenate([rms(music(20.0, seed=1), -20.0), rms(music(20.0, seed=2))]))
+    s = st.analyse_song(seed43(y), frame_rate=FRAME_RATE)
+    assert len(s.section_starts) == 2, s.section_starts
+    assert abs(s.section_starts[1] - 20.0) <= 2.0
+    d = dict(zip(NAMES, st.descriptors(s)))
+    assert d["loudness_range_db"] == pytest.approx(20.0, abs=1.5)
+    assert d["loudness_spread_db"] == pytest.approx(10.0, abs=1.0)
+    assert d["quiet_share"] == pytest.approx(0.5, abs=0.06)
+
+
+def test_no_contrast_in_a_steady_song():
+    d = describe(as_audio(music(40.0, seed=3)))
+    assert d["sections"] == 1 and d["loudness_range_db"] == 0.0 and d["quiet_share"] == 0.0
+
+
+@pytest.fixture(scope="module")
+def forms():
+    out = {}
+    for form in ("ABA", "ABC"):
+        y = as_audio(np.concatenate([section(k, 12.0, seed=i) for i, k in enumerate(form)]))
+        out[form] = st.analyse_song(seed43(y), frame_rate=FRAME_RATE)
+    return out
+
+
+def test_sections_of_three_part_forms(forms):
+    for s in forms.values():
+        assert len(s.section_starts) == 3, s.section_starts
+        np.testing.assert_allclose(s.section_starts, [0.0, 12.0, 24.0], atol=2.0)
+
+
+def test_reprise_is_higher_when_a_returns(forms):
+    aba, abc = forms["ABA"].reprise, forms["ABC"].reprise
+    assert aba == pytest.approx(1 / 3, abs=0.08)       # the last third returns to the first
+    assert abc < 0.15 and aba > abc + 0.2
+
+
+def test_timbre_variety_grows_with_different_sections(forms):
+    steady = describe(as_audio(music(36.0, seed=4)))
+    assert steady["sections"] == 1 and steady["timbre_variety"] == 0.0
+    assert forms["ABC"].timbre_variety > 5.0 and forms["ABA"].timbre_variety > 5.0
+
+
+# ---------------------------------------------------------------------------
+# Pieces checked against the library they stand in for
+
+
+def test_self_similarity_equals_librosa_recurrence_matrix():
+    X = np.random.default_rng(0).standard_normal((60, 12))
+    ours = st.self_similarity(X)
+    dist = librosa.segment.recurrence_matrix(X.T, metric="cosine", mode="distance", full=True)
+    off = ~np.eye(len(X), dtype=bool)
+    np.testing.assert_allclose(ours[off], 1.0 - dist[off], atol=1e-9)
+
+
+def test_novelty_equals_the_kernel_on_the_full_matrix():
+    """The banded computation equals Foote's kernel applied to the whole self-similarity matrix."""
+    X = np.repeat(np.random.default_rng(2).standard_normal((5, 6)), 8, axis=0)   # 5 sections of 8 blocks
+    X += 0.3 * np.random.default_rng(3).standard_normal(X.shape)
+    S, L, n = st.self_similarity(X), 4, len(X)
+    g = np.exp(-0.5 * ((np.arange(-L, L) + 0.5) / (0.5 * L)) ** 2) * np.sign(np.arange(-L, L) + 0.5)
+    K = np.outer(g, g)
+    expected = np.zeros(n)
+    for i in range(n):
+        sums = {True: [0.0, 0.0], False: [0.0, 0.0]}
+        for a in range(2 * L):
+            for b in range(2 * L):
+                p, q = i - L + a, i - L + b
+                if 0 <= p < n and 0 <= q < n:
+                    sums[K[a, b] > 0][0] += abs(K[a, b]) * S[p, q]
+                    sums[K[a, b] > 0][1] += abs(K[a, b])
+        if sums[True][1] > 0 and sums[False][1] > 0:
+            expected[i] = 0.5 * (sums[True][0] / sums[True][1] - sums[False][0] / sums[False][1])
+    novelty = st.novelty_curve(X, kernel_blocks=L)
+    np.testing.assert_allclose(novelty, expected, atol=1e-12)
+    assert st.section_boundaries(novelty, kernel_blocks=L).tolist() == [8, 16, 24, 32]
+
+
+def test_block_embedding_means_equal_librosa_sync():
+    x = seed43(as_audio(music(10.0)))
+    X, starts = st.block_embedding(x, frame_rate=FRAME_RATE)
+    chroma = librosa.util.sync(x[30:42].astype(np.float64), starts[1:], aggregate=np.mean)
+    sd = chroma.std(axis=1, keepdims=True)
+    expected = (chroma - chroma.mean(axis=1, keepdims=True)) / sd / np.sqrt(12)
+    np.testing.assert_allclose(X[:, 30:42].T, expected, atol=1e-9)
+
+
+def test_frame_level_equals_librosa_power_sum():
+    x = seed43(as_audio(music(5.0)))
+    expected = librosa.power_to_db(librosa.db_to_power(x[20:30].astype(np.float64)).sum(axis=0), top_db=None)
+    np.testing.assert_allclose(st.frame_level_db(x[20:30]), expected, atol=1e-3)
+
+
+# ---------------------------------------------------------------------------
+# Edge cases and real recordings
+
+
+@pytest.mark.parametrize("case", ["3s_song", "digital_silence", "constant_matrix", "one_frame", "noise"])
+def test_descriptors_are_finite_on_edge_cases(case):
+    if case == "3s_song":
+        x = seed43(as_audio(music(3.0)))
+    elif case == "digital_silence":
+        x = seed43(np.zeros(20 * SR, dtype=np.float32))
+    elif case == "constant_matrix":
+        x = np.full((43, 2000), 0.5, dtype=np.float32)
+    elif case == "one_frame":
+        x = seed43(as_audio(music(3.0)))[:, :1]
+    else:
+        x = seed43((0.1 * np.random.default_rng(0).standard_normal(15 * SR)).astype(np.float32))
+    d = st.describe_song(x, frame_rate=FRAME_RATE)
+    assert d.shape == (len(NAMES),) and d.dtype == np.float64
+    assert np.all(np.isfinite(d)), dict(zip(NAMES, d))
+    assert d[NAMES.index("duration_s")] == pytest.approx(x.shape[1] / FRAME_RATE)
+    assert d[NAMES.index("sections")] >= 1
+    timeline = st.song_timeline(x, frame_rate=FRAME_RATE)
+    assert all(np.all(np.isfinite(v)) for k, v in timeline.items() if k != "key_names")
+
+
+def test_bad_matrices_are_refused_with_the_reason():
+    with pytest.raises(ProgrockError, match="shape"):
+        st.describe_song(np.zeros((42, 100), dtype=np.float32), frame_rate=FRAME_RATE)
+    with pytest.raises(ProgrockError, match="empty"):
+        st.describe_song(np.zeros((43, 0), dtype=np.float32), frame_rate=FRAME_RATE)
+    bad = np.zeros((43, 100), dtype=np.float32)
+    bad[5, 7] = np.nan
+    with pytest.raises(ProgrockError, match="finite"):
+        st.describe_song(bad, frame_rate=FRAME_RATE)
+
+
+def test_timeline_arrays_agree_with_the_descriptors(seven_eight_then_four_four):
+    t = st.timeline(seven_eight_then_four_four)
+    d = dict(zip(NAMES, st.descriptors(seven_eight_then_four_four)))
+    assert len(t["tempo_times"]) == len(t["tempo_bpm"]) == len(t["odd_metre"])
+    assert len(t["tempo_change_times"]) == d["tempo_changes"] == 1
+    assert len(t["section_starts"]) == len(t["section_ends"]) == len(t["section_db"]) == d["sections"]
+    assert np.all(t["section_ends"] > t["section_starts"]) and t["section_ends"][-1] <= float(t["duration"])
+    assert list(t["key_names"]) == [st.KEY_NAMES[k] for k in t["keys"]]
+    assert float(t["duration"]) == pytest.approx(60.0, abs=0.05)
+
+
+def test_real_recordings_give_sane_descriptors():
+    from progrock.audio import decode
+
+    for path in real_songs():
+        x = seed43(decode(path).y)
+        d = dict(zip(NAMES, st.describe_song(x, frame_rate=FRAME_RATE)))
+        assert all(np.isfinite(v) for v in d.values()), (path, d)
+        assert 60.0 <= d["tempo_median_bpm"] <= 220.0, (path, d)
+        assert d["duration_s"] == pytest.approx(x.shape[1] / FRAME_RATE)
+        assert 1 <= d["sections"] <= d["duration_s"] / st.KERNEL_SECONDS, (path, d)
+        assert 0.0 <= d["odd_metre_mean"] <= d["odd_metre_max"] <= 1.0
+        assert 0.0 <= d["reprise"] <= 1.0 and 0.0 <= d["quiet_share"] <= 1.0
+
+
+def test_structure_svg_draws_every_section_key_and_window():
+    import xml.etree.ElementTree as ET
+
+    from progrock.report.structure import structure_svg
+
+    y = as_audio(np.concatenate([rms(music(20.0, seed=1), -20.0), rms(music(20.0, seed=2))]))
+    timeline = st.song_timeline(seed43(y), frame_rate=FRAME_RATE)
+    svg = structure_svg(timeline, width=300)
+    root = ET.fromstring(svg)                                  # well-formed XML
+    assert root.get("width") == "300" and "href" not in svg and "url(" not in svg
+    titles = [t.text for t in root.iter("title")]
+    assert sum(t.startswith("section ") for t in titles) == len(timeline["section_starts"]) == 2
+    assert sum("BPM" in t for t in titles) == len(timeline["tempo_bpm"])
+    assert sum(any(k in t for k in st.KEY_NAMES) for t in titles) == len(timeline["keys"])
+    rects = list(root.iter("rect"))
+    assert all(0.0 <= float(r.get("x", 0)) <= 300.0 for r in rects)
+    # The quiet intro is paler than the loud section that follows it.
+    fills = [r.get("fill") for r in rects if (r.findtext("title") or "").startswith("section ")]
+    assert int(fills[0][1:3], 16) > int(fills[1][1:3], 16)
