@@ -9,7 +9,7 @@ as ``benchmarks/bench_features.py`` does; the ``sectoid`` songs are used too
 when they are unpacked beside them) and prints three measurements:
 
 1. per real song: decoding (``progrock.audio.decode``), the ``seed43``
-   features on the decoded audio (``progrock.features.extract.seed43``) and
+   features on the decoded audio (``progrock.features.compute_features``) and
    the descriptors on those features
    (``progrock.features.structure.describe_song``), with the descriptors'
    share of the features and of decoding + features;
@@ -85,7 +85,7 @@ def bench_real(songs: list[Path], repeat: int) -> dict:
     """Case 1: decode, features and descriptors per real song."""
     from progrock.audio import decode
     from progrock.constants import FRAME_RATE
-    from progrock.features.extract import seed43
+    from progrock.features import FeatureConfig, compute_features
     from progrock.features.structure import describe_song
 
     print(f"\n1. Real recordings, one core ({load()})")
@@ -121,7 +121,7 @@ def long_song(minutes: float, seed: int) -> np.ndarray:
 def bench_long(minutes: float, repeat: int, seed: int) -> dict:
     """Case 2: features and descriptors on one long synthetic song."""
     from progrock.constants import FRAME_RATE
-    from progrock.features.extract import seed43
+    from progrock.features import FeatureConfig, compute_features
     from progrock.features.structure import describe_song
 
     print(f"\n2. A long synthetic prog song (progrock.corpus, seed {seed}), one core ({load()})")
@@ -138,7 +138,7 @@ def bench_long(minutes: float, repeat: int, seed: int) -> dict:
 _FIRST_CALL = """
 import time, numpy as np
 from progrock.constants import FRAME_RATE
-from progrock.features.extract import seed43
+from progrock.features import FeatureConfig, compute_features
 x = seed43((0.1 * np.random.default_rng(0).standard_normal(30 * 22050)).astype(np.float32))
 from progrock.features.structure import describe_song
 t = time.perf_counter(); describe_song(x, frame_rate=FRAME_RATE); first = time.perf_counter() - t

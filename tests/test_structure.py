@@ -1,7 +1,7 @@
 """Song structure descriptors on audio with known tempo, metre, key, sections and loudness.
 
 Every song is made here, turned into its ``seed43`` matrix by
-:func:`progrock.features.extract.seed43`, and described from that matrix
+:func:`progrock.features.compute_features`, and described from that matrix
 alone, as the cache would hold it.
 """
 
@@ -15,7 +15,11 @@ from conftest import SR, music, real_songs
 from progrock.constants import FRAME_RATE
 from progrock.errors import ProgrockError
 from progrock.features import structure as st
-from progrock.features.extract import seed43
+from progrock.features import FeatureConfig, compute_features
+
+
+def seed43(y):
+    return compute_features(y, FeatureConfig())
 
 NAMES = st.DESCRIPTOR_NAMES
 TEMPO_RTOL = 0.05

@@ -4,7 +4,7 @@ Progressive rock shows itself across a song as much as in any ten seconds of
 it: odd and changing metres, tempo and key changes, long multi-section forms,
 quiet passages against loud ones, material that returns. The functions here
 describe those traits from the per-frame features the cache already holds
-(:func:`progrock.features.extract.seed43`; no second decode of the audio):
+(:func:`progrock.features.compute_features` with the ``seed43`` set; no second decode of the audio):
 
 * local analyses over windows of about 20 s (a new window every 5 s): tempo
   (:func:`tempo_curve`), metre evidence from the beat-synchronous accent
@@ -26,6 +26,7 @@ per minute (BPM), levels in dB (power, ``ref=1``, as the mel rows of
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Callable
 
 import librosa
@@ -33,8 +34,7 @@ import numpy as np
 import scipy.ndimage
 
 from progrock.errors import ProgrockError
-from progrock.features.config import FeatureConfig
-from progrock.features.sets import FEATURE_SETS
+from progrock.features.sets import FeatureConfig
 
 WINDOW_SECONDS: float = 20.0
 """Length of the analysis windows of tempo, metre and key, in seconds."""
@@ -86,15 +86,15 @@ KEY_NAMES: tuple[str, ...] = tuple(f"{p} major" for p in _PITCH_CLASSES) + tuple
 """Names of the 24 key indices :func:`key_curve` returns: 0-11 C..B major, 12-23 C..B minor."""
 
 
+@lru_cache(maxsize=1)
 def _seed43_rows() -> dict[str, np.ndarray]:
-    names = FEATURE_SETS["seed43"].names(FeatureConfig())
+    names = FeatureConfig.named("seed43").feature_names
     rows = {prefix: np.array([i for i, n in enumerate(names) if n.startswith(prefix)])
             for prefix in ("mfcc_", "mel_db_", "chroma_", "onset_strength")}
     return {"n": len(names), "mfcc": rows["mfcc_"], "mel_db": rows["mel_db_"],
             "chroma": rows["chroma_"], "onset": rows["onset_strength"]}
 
 
-_ROWS = _seed43_rows()
 
 
 # ---------------------------------------------------------------------------
@@ -578,7 +578,7 @@ def block_embedding(features: np.ndarray, *, frame_rate: float, block_seconds: f
         starts = starts[:-1]  # a short tail joins the last block
     counts = np.diff(np.append(starts, n))
     groups = []
-    for rows in (_ROWS["mfcc"], _ROWS["mel_db"], _ROWS["chroma"]):
+    for rows in (_seed43_rows()["mfcc"], _seed43_rows()["mel_db"], _seed43_rows()["chroma"]):
         block = np.add.reduceat(np.asarray(features[rows], dtype=np.float64), starts, axis=1) / counts
         groups.append(_zscore_rows(block) / np.sqrt(len(rows)))
     return np.vstack(groups).T, starts
@@ -817,8 +817,8 @@ class SongStructure:
 def check_features(features: np.ndarray) -> np.ndarray:
     """The matrix as float32 ``[43, n_frames]``, or a :class:`ProgrockError` saying what is wrong."""
     x = np.asarray(features)
-    if x.ndim != 2 or x.shape[0] != _ROWS["n"]:
-        raise ProgrockError(f"song structure needs a seed43 matrix of shape ({_ROWS['n']}, n_frames); "
+    if x.ndim != 2 or x.shape[0] != _seed43_rows()["n"]:
+        raise ProgrockError(f"song structure needs a seed43 matrix of shape ({_seed43_rows()['n']}, n_frames); "
                             f"got shape {x.shape}")
     if x.shape[1] < 1:
         raise ProgrockError("song structure needs at least one frame; got an empty matrix")
@@ -844,11 +844,11 @@ def analyse_song(features: np.ndarray, *, frame_rate: float) -> SongStructure:
     x = check_features(features)
     if not frame_rate > 0:
         raise ProgrockError(f"frame_rate must be a positive number of frames per second, not {frame_rate!r}")
-    onset = np.asarray(x[_ROWS["onset"][0]], dtype=np.float64)
-    level = frame_level_db(x[_ROWS["mel_db"]])
+    onset = np.asarray(x[_seed43_rows()["onset"][0]], dtype=np.float64)
+    level = frame_level_db(x[_seed43_rows()["mel_db"]])
     t_times, bpm = tempo_curve(onset, frame_rate=frame_rate)
     odd = metre_evidence(onset, frame_rate=frame_rate, times=t_times, bpm=bpm)
-    k_times, keys, clarity = key_curve(x[_ROWS["chroma"]], frame_rate=frame_rate, level_db=level)
+    k_times, keys, clarity = key_curve(x[_seed43_rows()["chroma"]], frame_rate=frame_rate, level_db=level)
     k_changes, stable_keys = key_changes(keys)
     sections = _sections(x, level, frame_rate=frame_rate)
     return SongStructure(
@@ -870,7 +870,7 @@ def _sections(x: np.ndarray, level: np.ndarray, *, frame_rate: float) -> dict:
                 section_seconds=np.diff(np.append(starts_f, b - a)) / frame_rate,
                 section_db=section_loudness(level[a:b], section_starts=starts_f),
                 reprise=reprise(X, section_starts=starts_b),
-                timbre_variety=timbre_variety(x[_ROWS["mfcc"], a:b], section_starts=starts_f))
+                timbre_variety=timbre_variety(x[_seed43_rows()["mfcc"], a:b], section_starts=starts_f))
 
 
 def sounding_range(level_db: np.ndarray, *, top_db: float = 60.0) -> tuple[int, int]:
