@@ -64,12 +64,16 @@ def demo_corpus(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def tiny_run(demo_corpus, tmp_path_factory):
-    """A short training on :func:`demo_corpus` (40 epochs, batch 32): a ``RunOutcome``."""
+    """A short training on :func:`demo_corpus` by the seed's recipe (one CNN, 40 epochs, batch 32) with
+    every model but the musicnn ones: a ``RunOutcome``."""
     from progrock.training.config import TrainConfig
+    from progrock.training.fit import FitPlan
     from progrock.workflow import train_run
 
+    plan = FitPlan(recipe="seed", train_config=TrainConfig(epochs=40, batch_size=32, seed=0),
+                   models=("cnn", "cnn_mean", "logreg", "extratrees", "structure"))
     return train_run(demo_corpus, tmp_path_factory.mktemp("run"), cache=tmp_path_factory.mktemp("run-cache"),
-                     train_config=TrainConfig(epochs=40, batch_size=32, seed=0), split_seed=0, jobs=2)
+                     plan=plan, split_seed=0, jobs=2)
 
 
 def real_songs() -> list[str]:

@@ -96,7 +96,7 @@ def test_missing_files_and_both_labels_are_listed_and_the_rest_trained(demo_corp
              f'"{copy}",nonprog']
     (tmp_path / "list.csv").write_text("\n".join(rows) + "\n")
     status = main(["train", str(tmp_path / "list.csv"), "--out", str(tmp_path / "run"), "--epochs", "2",
-                   "--batch-size", "64", "--no-baselines", "--jobs", "2"])   # the session's cache
+                   "--batch-size", "64", "--recipe", "seed", "--models", "cnn", "--jobs", "2"])   # the session's cache
     err = capsys.readouterr().err
     assert status == 1, err
     assert "gone.flac: no such file" in err and "also gone.mp3: no such file" in err

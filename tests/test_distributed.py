@@ -15,7 +15,7 @@ from progrock.errors import ProgrockError
 from progrock.features import FeatureConfig
 from progrock.features.cache import FeatureStore
 from progrock.features.files import features_from_files
-from progrock.model.checkpoint import load_model
+from progrock.model.run import load_run
 from progrock.predict import classify_files
 from progrock.report.table import COLUMNS, row_of
 
@@ -148,7 +148,7 @@ def test_a_worker_killed_mid_run_loses_nothing(library, local_run, tiny_run, sch
 
         killed.clear()  # and again while classifying: the restarted worker loads the model afresh
         got = {os.path.basename(p): pred for p, pred, _ in
-               classify_files(load_model(tiny_run.run_dir), paths, engine=engine, ordered=False, progress=on_result)}
+               classify_files(load_run(tiny_run.run_dir), paths, engine=engine, ordered=False, progress=on_result)}
         assert killed and got.pop("broken.mp3") is None
         want = verdicts(local_run[1])
         assert {name: dict(zip(COLUMNS[1:], map(str, row_of(name, pred)[1:]))) for name, pred in got.items()} == want

@@ -103,17 +103,19 @@ def train_data(demo_corpus, tmp_path_factory):
 
 
 def _epochs(run: Path) -> list[int]:
-    return [h["epoch"] for h in json.loads((run / "history.json").read_text())]
+    return [h["epoch"] for h in json.loads((run / "training" / "cnn-1" / "history.json").read_text())]
 
 
 def test_train_killed_mid_run_resumes_or_restarts_cleanly(train_data, tmp_path):
     from progrock.model.checkpoint import load_model
+    from progrock.model.run import load_run
 
     manifest, cache = train_data
     run = tmp_path / "run"
     args = ["train", str(manifest), "--out", str(run), "--cache", str(cache), "--batch-size", "64",
-            "--no-baselines", "--jobs", "1"]
-    last = run / "last.json"
+            "--recipe", "seed", "--models", "cnn,cnn_mean", "--jobs", "1"]
+    member = run / "training" / "cnn-1"
+    last = member / "last.json"
 
     def epoch_saved() -> int:
         try:
@@ -131,7 +133,7 @@ def test_train_killed_mid_run_resumes_or_restarts_cleanly(train_data, tmp_path):
             os.killpg(proc.pid, signal.SIGKILL)
     killed_at = epoch_saved()
     assert 3 <= killed_at < 500
-    load_model(run)                       # the best model so far is whole and loads
+    load_model(member)                    # the best model so far is whole and loads
 
     # --resume: continues after the last saved epoch and finishes
     target = killed_at + 3
@@ -141,8 +143,8 @@ def test_train_killed_mid_run_resumes_or_restarts_cleanly(train_data, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert f"resuming after epoch {killed_at}" in proc.stderr
     assert _epochs(run) == list(range(1, target + 1))
-    assert json.loads((run / "model.json").read_text())["training"]["complete"] is True
-    assert load_model(run).threshold > 0
+    assert json.loads((member / "model.json").read_text())["training"]["complete"] is True
+    assert load_model(member).threshold > 0 and load_run(run).entries["cnn"].threshold > 0
 
     # without --resume: a fresh start, not a mix with the old run
     proc = subprocess.run(_cli(*args, "--epochs", "2"), capture_output=True, text=True, timeout=600, env=env)
@@ -288,14 +290,14 @@ def test_cache_refuses_an_entry_holding_nan(tmp_path):
 
 def test_predict_refuses_features_holding_nan(tiny_run):
     from progrock.errors import SnippetError
-    from progrock.model.checkpoint import load_model
-    from progrock.predict import classify_features
+    from progrock.model.run import load_run
+    from progrock.predict import classify
 
-    model = load_model(tiny_run.run_dir)
+    model = load_run(tiny_run.run_dir)
     x = np.zeros((43, 1000), np.float32)
     x[5, 500] = np.inf
     with pytest.raises(SnippetError, match="NaN or infinite") as info:
-        classify_features(model, x, name="poisoned.flac")
+        classify(model, {"seed43": x}, name="poisoned.flac")
     assert info.value.path == "poisoned.flac"
 
 

@@ -64,4 +64,4 @@ def test_paired_difference_tells_apart_only_when_the_data_can():
 def test_too_few_songs_give_no_interval():
     m = with_intervals([1, 0], [1, 0], metrics=("balanced_accuracy",), resamples=200)["balanced_accuracy"]
     assert m["value"] == 1.0 and m["low"] is None and format_interval(m) == "1.000"
-    assert format_interval({"value": 0.84, "low": 0.66, "high": 0.97}) == "0.840 [0.660, 0.970]"
+    assert format_interval({"value": 0.84, "low": 0.66, "high": 0.97}) == "0.840 [0.66, 0.97]"

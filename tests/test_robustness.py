@@ -412,8 +412,9 @@ def mixed_run(mixed, tmp_path_factory):
     run("features", ["features", str(mixed), "--cache", str(cache), "--jobs", "2"])
     run_dir = tmp_path_factory.mktemp("mixed-run")
     run("train", ["train", str(mixed / "manifest.csv"), "--out", str(run_dir), "--epochs", "3",
-                  "--batch-size", "64", "--no-baselines", "--cache", str(cache), "--jobs", "2"])
-    run("evaluate", ["evaluate", str(run_dir), "--no-baselines", "--jobs", "2"])
+                  "--batch-size", "64", "--recipe", "seed", "--models", "cnn,cnn_mean", "--cache", str(cache),
+                  "--jobs", "2"])
+    run("evaluate", ["evaluate", str(run_dir), "--jobs", "2"])
     run("predict", ["predict", str(run_dir), str(mixed), "--json", "--jobs", "2"])
     results["run_dir"] = run_dir
     return results
@@ -491,12 +492,12 @@ def test_twenty_uploads_at_once_against_a_live_server(tiny_run, demo_corpus):
     """20 simultaneous uploads (16 songs in every format, 4 bad files): every answer right, then more."""
     import httpx
 
-    from progrock.model.checkpoint import load_model
+    from progrock.model.run import load_run
     from progrock.predict import classify_file
     from progrock.serve import create_app
     from test_serve import serving
 
-    model = load_model(tiny_run.run_dir)
+    model = load_run(tiny_run.run_dir)
     songs = sorted(p for p in demo_corpus.rglob("*") if p.is_file() and p.suffix not in (".json", ".csv"))
     songs = [songs[i * len(songs) // 16] for i in range(16)]
     uploads = [(s.name, s.read_bytes()) for s in songs]

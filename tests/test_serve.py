@@ -25,7 +25,7 @@ with warnings.catch_warnings():  # starlette nudges towards httpx2; httpx is wha
     from fastapi.testclient import TestClient
 
 from progrock.audio import write_audio
-from progrock.model.checkpoint import load_model
+from progrock.model.run import load_run
 from progrock.evaluation.verdict import SongResult
 from progrock.predict import classify_file
 from progrock.serve import create_app
@@ -123,7 +123,7 @@ def run_dir(tiny_run) -> Path:
 
 @pytest.fixture(scope="module")
 def model(run_dir):
-    return load_model(run_dir)
+    return load_run(run_dir)
 
 
 @pytest.fixture(scope="module")
@@ -206,24 +206,28 @@ def test_parallel_requests_give_the_serial_answers(run_dir, model, demo_corpus):
 # the model and the schema
 
 
-def test_model_endpoint_describes_the_model(client, model, run_dir):
+def test_model_endpoint_describes_the_run(client, model, run_dir):
     r = client.get("/api/model")
     assert r.status_code == 200
     info = r.json()
+    default = model.entries[model.default_model]
     assert info["class_names"] == ["nonprog", "prog"]
-    assert info["threshold"] == pytest.approx(model.threshold)
-    assert info["feature_config"] == model.feature_config.to_dict()
+    assert info["default_model"] == model.default_model and set(info["models"]) == set(model.entries)
+    assert info["threshold"] == pytest.approx(default.threshold)
+    assert info["feature_config"] == model.feature_config("seed43").to_dict()
     assert info["snippet_config"] == model.snippet_config.to_dict()
-    assert info["network"]["n_features"] == model.feature_config.n_features
-    assert info["n_parameters"] == sum(p.numel() for p in model.model.parameters()) > 0
     saved = json.loads((run_dir / "model.json").read_text())
-    assert info["training"] == saved["training"] and info["training"]["epochs_run"] >= 1
-    assert info["metrics"] == saved["metrics"]
+    assert info["training"]["validation"] == saved["validation"] and info["training"]["recipe"] == "seed"
+    # the headline is the test figure with its interval and the number of songs, not a validation figure
+    evaluation = json.loads((run_dir / "evaluation.json").read_text())
+    test = evaluation["sets"]["test"][model.default_model]
+    assert info["metrics"]["set"] == "test" and info["metrics"]["n"] == test["n"]
+    assert info["metrics"]["balanced_accuracy"] == test["intervals"]["balanced_accuracy"]
+    assert info["trained_on"]["synthetic"] is True and "never heard real music" in info["warning"]
     assert info["progrock_version"] and info["model_progrock_version"]
-    assert info["snippet_seconds"] == pytest.approx(10.0, abs=0.05)
     assert info["max_upload_bytes"] == 200 * 1024 * 1024
     assert info["report_url"] == "/report"
-    assert "1D-CNN" in info["summary"] and f"{model.threshold:.2f}" in info["summary"]
+    assert "1D-CNN" in info["summary"] and f"{default.threshold:.2f}" in info["summary"]
 
 
 def test_openapi_documents_the_upload_and_the_answers(client):

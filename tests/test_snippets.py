@@ -63,3 +63,14 @@ def test_snippet_set_keeps_song_index_and_lists_skipped():
     # Without class: the predict placement (10 s in, 5 s hop) for both.
     u = SnippetSet.from_songs([("a", frames(60.0), None)], SnippetConfig(), by_class=False)
     assert len(u) == 9 and u.song_labels[0] == -1
+
+
+def test_a_frame_rate_other_than_the_features_is_refused():
+    from progrock.errors import ConfigError
+    from progrock.features import FeatureConfig
+
+    SnippetConfig().check_frame_rate(FeatureConfig())
+    with pytest.raises(ConfigError, match="frames/s"):
+        SnippetConfig().check_frame_rate(FeatureConfig(hop_length=256))
+    with pytest.raises(ConfigError, match="frames/s"):
+        SnippetConfig(frame_rate=40.0).check_frame_rate(FeatureConfig())

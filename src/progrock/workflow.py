@@ -1,20 +1,27 @@
-"""Whole runs: data → features → snippets → train → evaluate → report.
+"""Whole runs: train, evaluate, the demo — the commands that span the stages.
 
-The layer above the library modules that the command line, the demo and the
-web page call. Every run folder holds everything needed to understand and
-repeat it::
+The command line and the web page call this layer for the multi-stage
+commands, and each stage's files layer for the single-stage ones
+(``scan``: :func:`progrock.data.manifest.scan`; ``features``:
+:func:`progrock.features.files.features_from_files`; ``predict`` and the page:
+:mod:`progrock.predict`). A run folder holds everything needed to understand,
+repeat and use it::
 
-    RUN/config.json        the full configuration (data, features, snippets,
-                           model, training, baselines, versions)
-    RUN/manifest.csv       the songs, labels and splits it was trained on
-    RUN/model.safetensors  the best model, with RUN/model.json describing it
-    RUN/history.json       per-epoch metrics; RUN/tensorboard/ the event files
-    RUN/evaluation.json    metrics per set and model, and per-song results
-    RUN/report.html        the report, with its PNGs beside it
+    RUN/config.json           the full configuration (data, features, snippets, recipe, models,
+                              training, versions)
+    RUN/manifest.csv          the songs, labels and splits it was trained on
+    RUN/model.json            every model of the run and what it was trained on
+    RUN/model.safetensors     all their weights (no pickle: loading never runs code)
+    RUN/training/cnn-<k>/     each CNN member's history, resumable state and curves
+    RUN/tensorboard/cnn-<k>/  its TensorBoard events
+    RUN/evaluation.json       metrics per set and model with intervals, and per-song results
+    RUN/report.html           the report
+    RUN/evaluations/...       later evaluations (``progrock evaluate``), each in its own folder
 """
 
 from __future__ import annotations
 
+import datetime as _dt
 import json
 import os
 import platform
@@ -26,22 +33,21 @@ import numpy as np
 
 from progrock import __version__
 from progrock.atomic import atomic_write_json
-from progrock.data.dataset import SongFeatures, load_features, snippet_sets
-from progrock.data.manifest import Manifest, read_manifest, scan, summary
-from progrock.data.snippets import SnippetConfig
-from progrock.errors import DatasetError, ProgrockError
-from progrock.evaluation.baselines import BASELINES
+from progrock.constants import CLASSES, SPLITS
+from progrock.data.dataset import SongFeatures, load_features
+from progrock.data.manifest import Manifest, list_songs, read_manifest, scan, summary
+from progrock.errors import ConfigError, DatasetError
 from progrock.evaluation.evaluate import Evaluation, evaluate
-from progrock.features import FeatureConfig
 from progrock.features.cache import FeatureCache
 from progrock.features.files import FeatureResult
-from progrock.model.checkpoint import load_model
-from progrock.model.network import ModelConfig
-from progrock.report.html import write_report
-from progrock.training.config import TrainConfig
-from progrock.training.loop import TrainResult, train_model
+from progrock.features.sets import FeatureConfig
+from progrock.model.run import Run, Songs, load_run, save_run
+from progrock.training.fit import FitPlan, fit_run
 
 Log = Callable[[str], None]
+
+TOO_FEW = 5
+"""A split with fewer songs of a class than this gets a warning with the interval it implies."""
 
 
 def _quiet(_: str) -> None:
@@ -50,24 +56,65 @@ def _quiet(_: str) -> None:
 
 @dataclass
 class Hooks:
-    """Callbacks for progress: ``log(line)``, ``features(result)``, ``epoch(epoch, record)``."""
+    """Callbacks for progress: ``log(line)``, ``warn(line)``, counters per stage, ``epoch(epoch, record)``,
+    ``member(k, n)`` when the k-th of n CNN members starts training."""
 
     log: Log = _quiet
+    warn: Log = _quiet
     features: Callable[[FeatureResult], None] | None = None
     features_total: Callable[[int], None] | None = None
     epoch: Callable[[int, dict], None] | None = None
+    member: Callable[[int, int], None] | None = None
     scan: Callable[[int], None] | None = None
     scan_total: Callable[[int], None] | None = None
     corpus: Callable[[int], None] | None = None
     corpus_total: Callable[[int], None] | None = None
 
 
-def open_dataset(source: str | os.PathLike, *, seed: int = 0, jobs: int = 1,
-                 hooks: Hooks | None = None) -> Manifest:
+# ---------------------------------------------------------------------------------------------
+# data
+
+
+def check_training_data(source: str | os.PathLike) -> None:
+    """Refuse, before any decoding, a dataset that cannot train: a class without songs, named with what to add."""
+    songs, _ = list_songs(source)
+    labelled = [s for s in songs if s.label in CLASSES and (not s.split or s.split in SPLITS)]
+    for c in CLASSES:
+        n = sum(s.label == c for s in labelled)
+        if n == 0:
+            where = f"under {Path(source) / c}/" if Path(source).is_dir() else f"labelled {c!r} in {source}"
+            raise DatasetError(f"{source}: no {c} songs to train on: put {c} songs {where} "
+                               f"(at least {2 * TOO_FEW} of each class, more is better)")
+
+
+def split_warnings(manifest: Manifest) -> list[str]:
+    """A line per split and class with too few songs to mean anything, with the interval that implies."""
+    from progrock.evaluation.intervals import with_intervals
+
+    out = []
+    for split in SPLITS:
+        counts = {c: sum(s.label == c for s in manifest.usable(split)) for c in CLASSES}
+        if 0 < min(counts.values()) < TOO_FEW or (split == "test" and 0 == min(counts.values())
+                                                   and sum(counts.values())):
+            n = sum(counts.values())
+            perfect = with_intervals([0] * counts["nonprog"] + [1] * counts["prog"],
+                                     [0] * counts["nonprog"] + [1] * counts["prog"],
+                                     metrics=("balanced_accuracy",))["balanced_accuracy"]
+            low = perfect["low"]
+            what = (f"even a perfect score's 95 % interval reaches down to {low:.2f}" if low is not None
+                    else "no interval can be given")
+            out.append(f"the {split} split has {counts['prog']} prog and {counts['nonprog']} nonprog songs "
+                       f"({n} in all): too few to mean anything ({what}); add songs, or judge with progrock cv")
+    return out
+
+
+def open_dataset(source: str | os.PathLike, *, seed: int = 0, jobs: int = 1, hooks: Hooks | None = None,
+                 split: bool = True) -> Manifest:
     """A manifest from a folder or CSV, scanning only when needed.
 
     A manifest written by ``progrock scan`` (hashes and splits filled in) is
-    read as it is; a folder or a bare ``path,label[,split]`` CSV is scanned.
+    read as it is; a folder or a bare ``path,label[,split]`` CSV is scanned
+    (with ``split=False``: not split, see :func:`progrock.data.manifest.scan`).
     """
     hooks = hooks or Hooks()
     source = Path(source)
@@ -77,26 +124,31 @@ def open_dataset(source: str | os.PathLike, *, seed: int = 0, jobs: int = 1,
             return manifest
     elif not source.is_dir():
         raise DatasetError(f"{source}: no such folder or manifest")
-    return scan(source, seed=seed, jobs=jobs, progress=hooks.scan, on_total=hooks.scan_total)
+    return scan(source, seed=seed, jobs=jobs, progress=hooks.scan, on_total=hooks.scan_total, split=split)
 
 
 def unreadable(manifest: Manifest) -> list[tuple[str, str]]:
-    """``(path, reason)`` of the manifest's songs left out of every set (unreadable, both labels...).
-
-    A run reports them with the songs that failed later, so no file is dropped silently.
-    """
+    """``(path, reason)`` of the manifest's songs left out of every set (unreadable, both labels...)."""
     return [(s.path, s.error) for s in manifest.songs if s.error]
 
 
-def song_features(manifest: Manifest, feature_config: FeatureConfig, cache: str | os.PathLike, *,
+def song_features(manifest: Manifest, configs: list[FeatureConfig], cache: str | os.PathLike, *,
                   jobs: int = 1, hooks: Hooks | None = None) -> SongFeatures:
-    """Features of a manifest's usable songs through the cache."""
+    """Features of a manifest's usable songs through the cache, every set in ``configs`` from one decode."""
     hooks = hooks or Hooks()
     songs = manifest.usable()
     if hooks.features_total:
         hooks.features_total(len(songs))
-    return load_features(manifest, FeatureCache(cache).store(feature_config), songs=songs, jobs=jobs,
+    cache = FeatureCache(cache)
+    return load_features(manifest, [cache.store(c) for c in configs], songs=songs, jobs=jobs,
                          progress=hooks.features)
+
+
+def songs_of(data: SongFeatures, set_name: str) -> Songs:
+    """One set of ``data`` as a batch of songs to judge (the truth where the song has a label)."""
+    idx = [i for i, s in enumerate(data.songs) if s.split == set_name]
+    return Songs([data.songs[i].path for i in idx], {k: [v[i] for i in idx] for k, v in data.features.items()},
+                 [data.songs[i].duration for i in idx], [data.songs[i].label or None for i in idx])
 
 
 def _environment() -> dict:
@@ -106,150 +158,235 @@ def _environment() -> dict:
             "numpy": np.__version__, "machine": platform.machine(), "cpus": os.cpu_count()}
 
 
+def _trained_on(source: Path, manifest: Manifest, configs: list[FeatureConfig]) -> dict:
+    """What a run's models have heard: the source, whether it is progrock's synthetic demo corpus, songs per class."""
+    corpus = (source if source.is_dir() else source.parent) / "corpus.json"
+    synthetic = False
+    if corpus.is_file():
+        try:
+            synthetic = json.loads(corpus.read_text()).get("generator") == "progrock.corpus"
+        except (OSError, ValueError):
+            pass
+    return {"source": str(source.resolve()), "synthetic": synthetic,
+            "songs": {c: sum(s.label == c for s in manifest.usable("train")) for c in CLASSES},
+            "feature_sets": [c.name for c in configs]}
+
+
+# ---------------------------------------------------------------------------------------------
+# train
+
+
 @dataclass
 class RunOutcome:
     """What :func:`train_run` produced."""
 
     run_dir: Path
-    training: TrainResult
+    run: Run
     evaluation: Evaluation
     report: Path
     failed: list[tuple[str, str]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def _config(source, manifest_path, plan: FitPlan, configs, *, cache, split_seed) -> dict:
+    return {"source": str(source), "manifest": str(manifest_path), "split_seed": split_seed,
+            "cache": str(Path(cache).resolve()), "recipe": plan.recipe, "models": list(plan.models),
+            "folds": plan.folds, "features": {c.name: c.to_dict() for c in configs},
+            "snippets": plan.snippet_config.to_dict(), "model": plan.model_config.to_dict(),
+            "training": plan.train_config.to_dict(), "environment": _environment()}
+
+
+def _check_resume(run_dir: Path, config: dict) -> None:
+    """``--resume`` with other settings is refused before anything in the run folder is written."""
+    path = run_dir / "config.json"
+    if not path.is_file():
+        return
+    old = json.loads(path.read_text())
+    keys = ("recipe", "models", "folds", "features", "snippets", "model", "split_seed")
+    diffs = [k for k in keys if old.get(k) != config.get(k)]
+    t_old, t_new = old.get("training", {}), config["training"]
+    diffs += [f"training.{k}" for k in t_new if k not in ("epochs", "early_stopping_patience", "num_threads",
+                                                         "histogram_every") and t_old.get(k) != t_new[k]]
+    if diffs:
+        raise ConfigError(f"{run_dir}: cannot resume with other settings ({', '.join(diffs)}); "
+                          f"train again without --resume, or into another --out")
 
 
 def train_run(source: str | os.PathLike, run_dir: str | os.PathLike, *, cache: str | os.PathLike,
-              feature_config: FeatureConfig | None = None, snippet_config: SnippetConfig | None = None,
-              model_config: ModelConfig | None = None, train_config: TrainConfig | None = None,
-              baselines: tuple[str, ...] = tuple(BASELINES), split_seed: int = 0, jobs: int = 1,
-              resume: bool = False, hooks: Hooks | None = None) -> RunOutcome:
-    """Train the CNN on a dataset's train split and judge it and the baselines on every set.
+              plan: FitPlan | None = None, split_seed: int = 0, jobs: int = 1, resume: bool = False,
+              hooks: Hooks | None = None) -> RunOutcome:
+    """Train every model of ``plan`` on a dataset's train split and judge them on every set.
+
+    Nothing is written before the dataset is known to be usable: a class
+    without songs is refused before any decoding, a dataset whose splits lack
+    a class after decoding before the run folder is made.
 
     Parameters
     ----------
     source : path-like
         A folder (``prog/``, ``nonprog/``, extra sets), a CSV, or a scanned manifest.
     run_dir : path-like
-        Output folder (see the module's docstring for its contents).
+        The run folder (see the module's docstring).
     cache : path-like
         The feature cache.
-    feature_config, snippet_config, model_config, train_config
-        Defaults: the seed's.
-    baselines : tuple of str
-        Baselines to fit beside the CNN.
+    plan : FitPlan, optional
+        Recipe, models and settings (default: the default recipe, every model).
     split_seed : int
         Seed of the song-level split when the source has to be scanned.
-    jobs : int
-        Processes for decoding and features.
     resume : bool
-        Continue an interrupted training in ``run_dir``.
+        Continue an interrupted run in ``run_dir`` (settings must match).
     """
     hooks = hooks or Hooks()
-    feature_config = feature_config or FeatureConfig()
-    snippet_config = snippet_config or SnippetConfig()
-    train_config = train_config or TrainConfig()
-    model_config = model_config or ModelConfig(n_features=feature_config.n_features,
-                                               n_frames=snippet_config.length)
-    if model_config.n_features != feature_config.n_features:
-        raise ProgrockError(f"the model expects {model_config.n_features} features, the feature set "
-                            f"{feature_config.name} gives {feature_config.n_features}")
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    plan = plan or FitPlan()
+    source, run_dir = Path(source), Path(run_dir)
+    check_training_data(source)
+    from progrock.training.fit import needs
 
+    configs = needs(plan)
+    config = _config(source, run_dir / "manifest.csv", plan, configs, cache=cache, split_seed=split_seed)
+    if resume:
+        _check_resume(run_dir, config)
     manifest = open_dataset(source, seed=split_seed, jobs=jobs, hooks=hooks)
-    manifest_path = manifest.write(run_dir / "manifest.csv")
-    manifest = read_manifest(manifest_path)  # song paths as the run folder names them, from now on
-    config = {
-        "source": str(source), "manifest": str(manifest_path), "split_seed": split_seed,
-        "cache": str(Path(cache).resolve()),
-        "features": feature_config.to_dict(), "snippets": snippet_config.to_dict(),
-        "model": model_config.to_dict(), "training": train_config.to_dict(),
-        "baselines": list(baselines), "environment": _environment(),
-    }
+    for split in ("train", "validation"):
+        labels = {s.label for s in manifest.usable(split)}
+        if labels != set(CLASSES):
+            raise DatasetError(f"{source}: the {split} split needs prog and nonprog songs, has {sorted(labels)}; "
+                               "more songs are needed")
+    warnings = split_warnings(manifest)
+    for w in warnings:
+        hooks.warn(w)
+    data = song_features(manifest, configs, cache, jobs=jobs, hooks=hooks)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    manifest = read_manifest(manifest.write(run_dir / "manifest.csv"))  # paths as the run folder names them
+    data = _rebase(data, manifest)
     atomic_write_json(run_dir / "config.json", config)
-    for name in ("train", "validation"):
-        if not manifest.usable(name):
-            raise DatasetError(f"{source}: the {name} split is empty; more songs are needed")
-    for name in ("train", "validation"):
-        labels = {s.label for s in manifest.usable(name)}
-        if labels != {"prog", "nonprog"}:
-            raise DatasetError(f"{source}: the {name} split needs prog and nonprog songs, has {sorted(labels)}")
-
-    hooks.log(f"features: {feature_config.describe()}")
-    data = song_features(manifest, feature_config, cache, jobs=jobs, hooks=hooks)
-    skipped: list[tuple[str, str]] = []
-    sets = snippet_sets(data, snippet_config, skipped=skipped)
-    if "train" not in sets or "validation" not in sets:
-        raise DatasetError("no usable songs left in train or validation after decoding")
-    hooks.log(f"snippets: {len(sets['train'])} train from {len(sets['train'].songs)} songs, "
-              f"{len(sets['validation'])} validation from {len(sets['validation'].songs)} songs")
-    training = train_model(sets["train"], sets["validation"], model_config=model_config,
-                           train_config=train_config, out_dir=run_dir, feature_config=feature_config,
-                           snippet_config=snippet_config, log=hooks.log, progress=hooks.epoch,
-                           resume=resume)
-    model = load_model(run_dir, expect_features=feature_config)
-    eval_sets = snippet_sets(data, snippet_config, sets=manifest.sets, training=False)
-    evaluation = evaluate(model, data, eval_sets, baselines=baselines, seed=train_config.seed)
-    evaluation.skipped = unreadable(manifest) + [(s.path, r) for s, r in data.failed] + skipped
-    report = _write_outputs(run_dir, evaluation, manifest, config)
-    return RunOutcome(run_dir, training, evaluation, report, failed=evaluation.skipped)
+    run = fit_run(data, run_dir, plan, log=hooks.log, progress=hooks.epoch, member=hooks.member, resume=resume,
+                  description={"trained_on": _trained_on(source, manifest, configs), "recipe": plan.recipe})
+    save_run(run_dir, run)
+    run = load_run(run_dir)                       # what every later command will load
+    evaluation = evaluate(run, {s: songs_of(data, s) for s in manifest.sets}, seed=plan.train_config.seed)
+    evaluation.skipped = unreadable(manifest) + [(s.path, r) for s, r in data.failed] + evaluation.skipped
+    report = write_outputs(run_dir, evaluation, run, manifest, config)
+    return RunOutcome(run_dir, run, evaluation, report, failed=evaluation.skipped, warnings=warnings)
 
 
-def _write_outputs(run_dir: Path, evaluation: Evaluation, manifest: Manifest, config: dict,
-                   name: str = "evaluation") -> Path:
-    atomic_write_json(run_dir / f"{name}.json", evaluation.to_dict(), indent=1)
-    title = "progrock run report" if name == "evaluation" else f"progrock {name}"
-    return write_report(run_dir, evaluation, data_summary=summary(manifest), config=config, title=title)
+def _rebase(data: SongFeatures, manifest: Manifest) -> SongFeatures:
+    """``data``'s songs renamed as the run folder's manifest names them (same order of hashes)."""
+    by_hash = {s.audio_sha256: s for s in manifest.usable()}
+    for i, s in enumerate(data.songs):
+        data.songs[i] = by_hash.get(s.audio_sha256, s)
+    return data
+
+
+def write_outputs(folder: Path, evaluation: Evaluation, run: Run, manifest: Manifest, config: dict) -> Path:
+    """``evaluation.json`` and ``report.html`` in ``folder``."""
+    from progrock.report.html import write_report
+
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(folder / "evaluation.json", evaluation.to_dict(), indent=1)
+    return write_report(folder, evaluation, run=run, data_summary=summary(manifest), config=config)
+
+
+# ---------------------------------------------------------------------------------------------
+# evaluate
+
+
+def _own_manifest(run: Run) -> Path | None:
+    if run.path is None:
+        return None
+    path = run.path.parent / "manifest.csv"
+    return path if path.is_file() else None
+
+
+def _copies(manifest: Manifest, run: Run) -> list[tuple[str, str]]:
+    """Songs of new data whose decoded audio equals one of the run's training or validation songs."""
+    own = _own_manifest(run)
+    if own is None:
+        return []
+    seen = {s.audio_sha256: s.path for s in read_manifest(own).usable() if s.split in ("train", "validation")}
+    return [(s.path, seen[s.audio_sha256]) for s in manifest.usable() if s.audio_sha256 in seen]
 
 
 def evaluate_run(run_dir: str | os.PathLike, source: str | os.PathLike | None = None, *,
                  cache: str | os.PathLike | None = None, sets: list[str] | None = None,
-                 baselines: tuple[str, ...] = tuple(BASELINES), jobs: int = 1,
-                 hooks: Hooks | None = None, write: bool = True) -> Evaluation:
-    """Judge a run's model (and baselines refitted on the data's train split) on named sets.
+                 models: list[str] | None = None, jobs: int = 1, hooks: Hooks | None = None,
+                 report_dir: str | os.PathLike | None = None, write: bool = True) -> tuple[Evaluation, Path | None]:
+    """Judge a run's models, as they were trained, on named sets.
 
     Parameters
     ----------
     run_dir : path-like
-        A run folder from :func:`train_run`.
+        A run folder (or ``musicnn``, see :func:`progrock.predict.open_run`).
     source : path-like, optional
-        Data to judge on (default: the run's own manifest).
+        Data to judge (default: the run's own manifest and its splits). New
+        data is never split again: a CSV's ``split`` column names its sets,
+        extra set folders stay sets, and all other songs form one set named
+        after the folder. Copies of the run's training songs found in it are
+        listed and judged apart, in the set ``copies of training songs``.
     cache : path-like, optional
-        The feature cache (default: the one the run was trained with).
-    sets : list of str, optional
-        Set names (default: every set the data has).
+        The feature cache (default: the run's).
+    sets, models : list of str, optional
+        Which sets and models (default: all).
+    report_dir : path-like, optional
+        Where the report and ``evaluation.json`` go; by default a new folder
+        ``RUN/evaluations/<sets>-<time>/``: an earlier result is never overwritten.
     write : bool
-        Also write ``evaluation.json`` and ``report.html`` into the run folder.
+        Write the report at all.
+
+    Returns
+    -------
+    (Evaluation, Path or None)
+        The evaluation and the report's path.
     """
+    from progrock.predict import open_run
+
     hooks = hooks or Hooks()
-    run_dir = Path(run_dir)
-    model = load_model(run_dir)
-    config_path = run_dir / "config.json"
-    config = json.loads(config_path.read_text()) if config_path.exists() else {}
+    run = open_run(run_dir)
+    config = {}
+    if run.path is not None and (run.path.parent / "config.json").is_file():
+        config = json.loads((run.path.parent / "config.json").read_text())
+    cache = cache or config.get("cache")
     if cache is None:
-        if "cache" not in config:
-            raise ProgrockError(f"{run_dir}: the run does not name its feature cache; pass one")
-        cache = config["cache"]
-    manifest = open_dataset(source or run_dir / "manifest.csv", jobs=jobs, hooks=hooks)
+        raise ConfigError(f"{run_dir}: the run does not name its feature cache; pass one with --cache")
+    own = _own_manifest(run)
+    new_data = source is not None and (own is None or Path(source).resolve() != own.resolve())
+    if source is None and own is None:
+        raise ConfigError(f"{run_dir}: give the data to judge (this run has no manifest of its own)")
+    manifest = open_dataset(source if new_data else own, jobs=jobs, hooks=hooks, split=not new_data)
+    copies = _copies(manifest, run) if new_data else []
+    for path, _ in copies:
+        song = next(s for s in manifest.songs if s.path == path)
+        song.split = "copies of training songs"
     wanted = sets or manifest.sets
     unknown = [s for s in wanted if s not in manifest.sets]
     if unknown:
         raise DatasetError(f"no set named {', '.join(unknown)} in the data; it has {', '.join(manifest.sets)}")
-    data = song_features(manifest, model.feature_config, cache, jobs=jobs, hooks=hooks)
-    skipped: list[tuple[str, str]] = []
-    chosen = snippet_sets(data, model.snippet_config, sets=wanted, skipped=skipped, training=False)
-    seed = config.get("training", {}).get("seed", 0)
-    # Baselines are refitted on the data's train split; data without one gets none.
-    evaluation = evaluate(model, data, chosen, seed=seed,
-                          baselines=baselines if manifest.usable("train") else ())
-    evaluation.skipped = unreadable(manifest) + [(s.path, r) for s, r in data.failed] + skipped
+    data = song_features(manifest, run.needs(models), cache, jobs=jobs, hooks=hooks)
+    evaluation = evaluate(run, {s: songs_of(data, s) for s in wanted}, models=models,
+                          seed=config.get("training", {}).get("seed", 0))
+    evaluation.skipped = unreadable(manifest) + [(s.path, r) for s, r in data.failed] + evaluation.skipped
+    evaluation.copies = copies
+    report = None
     if write:
-        _write_outputs(run_dir, evaluation, manifest, config)
-    return evaluation
+        stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+        where = Path(report_dir) if report_dir else (
+            Path(run.path).parent / "evaluations" / f"{'+'.join(wanted)}-{stamp}" if run.path else Path(f"evaluation-{stamp}"))
+        report = write_outputs(where, evaluation, run, manifest, {"run": str(run_dir), "data": str(source or own),
+                                                                 "sets": wanted, "run_config": config})
+    return evaluation, report
 
 
-def demo_run(out_dir: str | os.PathLike, *, n_songs: int = 160, epochs: int = 300,
-             batch_size: int = 128, duration_scale: float = 0.6, difficulty: float = 0.3,
-             seed: int = 0, jobs: int = 1, hooks: Hooks | None = None) -> RunOutcome:
+# ---------------------------------------------------------------------------------------------
+# the demo
+
+
+DEMO = dict(n_songs=160, epochs=300, batch_size=128, duration_scale=0.6, difficulty=0.3)
+DEMO_QUICK = dict(n_songs=36, epochs=25, batch_size=32, duration_scale=0.25, difficulty=0.3)
+
+
+def demo_run(out_dir: str | os.PathLike, *, n_songs: int = 160, epochs: int = 300, batch_size: int = 128,
+             duration_scale: float = 0.6, difficulty: float = 0.3, seed: int = 0, jobs: int = 1,
+             plan: FitPlan | None = None, hooks: Hooks | None = None) -> RunOutcome:
     """The demo: write the synthetic corpus (if not there yet), then :func:`train_run` on it.
 
     Writes ``OUT/corpus/`` (audio), ``OUT/cache/`` (features) and ``OUT/run/``.
@@ -257,13 +394,14 @@ def demo_run(out_dir: str | os.PathLike, *, n_songs: int = 160, epochs: int = 30
     seed made about 11 Adam steps per epoch over 11,000 snippets, and a batch
     of 128 over the demo's ~1,500 training snippets keeps about that many.
     """
+    from dataclasses import replace
+
     from progrock.corpus import generate_corpus, remove_corpus
 
     hooks = hooks or Hooks()
     out_dir = Path(out_dir)
     corpus_dir = out_dir / "corpus"
-    settings = {"n_songs": n_songs, "seed": seed, "difficulty": difficulty,
-                "duration_scale": duration_scale}
+    settings = {"n_songs": n_songs, "seed": seed, "difficulty": difficulty, "duration_scale": duration_scale}
     stamp = corpus_dir / "demo-settings.json"
     if not (stamp.exists() and json.loads(stamp.read_text()) == settings):
         remove_corpus(corpus_dir)  # a demo corpus of other settings is replaced, not mixed in
@@ -272,7 +410,8 @@ def demo_run(out_dir: str | os.PathLike, *, n_songs: int = 160, epochs: int = 30
             hooks.corpus_total(n_songs)
         generate_corpus(corpus_dir, jobs=jobs, progress=hooks.corpus, **settings)
         atomic_write_json(stamp, settings)
-    return train_run(corpus_dir, out_dir / "run", cache=out_dir / "cache",
-                     train_config=TrainConfig(epochs=epochs, seed=seed, batch_size=batch_size),
-                     split_seed=seed,
+    plan = plan or FitPlan()
+    plan = replace(plan, train_config=replace(plan.train_config, epochs=epochs, seed=seed, batch_size=batch_size))
+    return train_run(corpus_dir, out_dir / "run", cache=out_dir / "cache", plan=plan, split_seed=seed,
                      jobs=jobs, hooks=hooks)
+

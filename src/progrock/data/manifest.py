@@ -341,7 +341,7 @@ def assign_splits(songs: list[Song], *, seed: int = 0,
 def scan(source: str | os.PathLike, *, seed: int = 0,
          fractions: tuple[float, float, float] = (0.7, 0.15, 0.15), jobs: int = 1,
          progress: Callable[[int], None] | None = None,
-         on_total: Callable[[int], None] | None = None) -> Manifest:
+         on_total: Callable[[int], None] | None = None, split: bool = True) -> Manifest:
     """Read a folder or CSV, decode every song once, group copies and split.
 
     Parameters
@@ -356,6 +356,10 @@ def scan(source: str | os.PathLike, *, seed: int = 0,
         Worker processes for decoding.
     progress, on_total : callable, optional
         ``on_total(n)`` once, then ``progress(1)`` per decoded song.
+    split : bool
+        With ``False`` nothing is split: new data judged by a trained run keeps
+        the sets its layout names (a CSV's ``split`` column, extra set folders),
+        and every other song goes into one set named after the folder or CSV.
 
     Returns
     -------
@@ -377,8 +381,20 @@ def scan(source: str | os.PathLike, *, seed: int = 0,
         s.channels, s.audio_sha256 = info["channels"], info["audio_sha256"]
         fps[i] = np.unpackbits(info["fp"], axis=1, count=info["fp_frames"]).astype(bool)
     _group_copies(songs, fps)
-    assign_splits(songs, seed=seed, fractions=fractions)
+    if split:
+        assign_splits(songs, seed=seed, fractions=fractions)
+    else:
+        whole = set_name_of(source)
+        for s in songs:
+            if s.ok and not s.split:
+                s.split = whole
     return manifest
+
+
+def set_name_of(source: str | os.PathLike) -> str:
+    """The set a folder's or CSV's songs form when judged whole: its name (``albums``, ``my-list``)."""
+    p = Path(source).resolve()
+    return p.stem if p.is_file() else p.name
 
 
 def summary(manifest: Manifest) -> list[dict]:

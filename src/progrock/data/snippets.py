@@ -81,6 +81,12 @@ class SnippetConfig(Config):
         start_s, hop_s = self.placement(label)
         return int(round(start_s * self.frame_rate)), max(1, int(round(hop_s * self.frame_rate)))
 
+    def check_frame_rate(self, feature_config) -> None:
+        """Refuse a feature configuration whose frames come at another rate than this placement assumes."""
+        if abs(feature_config.frame_rate - self.frame_rate) > 1e-9 * self.frame_rate:
+            raise ConfigError(f"snippets are placed at {self.frame_rate:.4f} frames/s, but the features "
+                              f"{feature_config.describe()} come at {feature_config.frame_rate:.4f}")
+
     @property
     def min_frames(self) -> int:
         """Frames of the shortest song accepted."""

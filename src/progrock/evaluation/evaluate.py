@@ -163,8 +163,8 @@ def evaluate(run: Run, sets: dict[str, Songs], *, models: list[str] | None = Non
         judged = run.judge(songs, names)
         result.skipped += judged.skipped
         result.songs[set_name] = judged.results
-        metrics = {m: model_metrics(rows, seed=seed, validation_means=means.get(m))
-                   for m, rows in judged.results.items()}
+        metrics = {m: model_metrics(rows, seed=seed, validation_means=None if set_name in ("train", "validation")
+                                    else means.get(m)) for m, rows in judged.results.items()}
         if "cnn" in judged.results:
             metrics["cnn_snippet"] = snippet_metrics(judged.results["cnn"])
         result.metrics[set_name] = {m: v for m, v in metrics.items() if v}

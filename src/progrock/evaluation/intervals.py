@@ -25,6 +25,12 @@ LEVEL = 0.95
 METRICS = ("balanced_accuracy", "mcc", "roc_auc")
 """The figures given with an interval."""
 
+MIN_PER_CLASS = 3
+"""Fewer songs of a class than this give no interval: resampling two songs says nothing."""
+
+MIN_TO_COMPARE = 5
+"""Fewer songs of a class than this: no claim that one model beats another."""
+
 
 def _confusion(y: np.ndarray, pred: np.ndarray) -> tuple[np.ndarray, ...]:
     """``tp, tn, fp, fn`` per row of ``y, pred [B, n]`` (0/1)."""
@@ -101,20 +107,22 @@ def with_intervals(y, pred, score=None, *, metrics=METRICS, resamples: int = RES
     -------
     dict
         ``{metric: {"value", "low", "high", "n"}}``; ``low``/``high`` are ``None``
-        when the songs are too few (most resamples lack a class).
+        when the songs are too few (fewer than :data:`MIN_PER_CLASS` of a class).
     """
     y = np.asarray(y).astype(np.int64)
     pred = np.asarray(pred).astype(np.int64)
     s = None if score is None else np.asarray(score, dtype=np.float64)
     idx = _resamples(len(y), resamples=resamples, seed=seed)
+    enough = min(int((y == 0).sum()), int((y == 1).sum())) >= MIN_PER_CLASS
     out = {}
     for name in metrics:
         value = float(_metric(name, y[None], pred[None], None if s is None else s[None])[0])
         if len(y) == 0 or not np.isfinite(value):
             out[name] = {"value": None, "low": None, "high": None, "n": int(len(y))}
             continue
-        boot = _metric(name, y[idx], pred[idx], None if s is None else s[idx])
-        lo, hi = _interval(boot, level)
+        lo = hi = None
+        if enough:
+            lo, hi = _interval(_metric(name, y[idx], pred[idx], None if s is None else s[idx]), level)
         out[name] = {"value": value, "low": lo, "high": hi, "n": int(len(y))}
     return out
 
@@ -127,8 +135,8 @@ def paired_difference(y, pred_a, pred_b, score_a=None, score_b=None, *, metric: 
     -------
     dict
         ``{"value", "low", "high", "n", "verdict"}`` with ``verdict`` one of
-        ``"A better"``, ``"B better"`` (the interval excludes 0) or
-        ``"cannot tell apart"``.
+        ``"A better"``, ``"B better"`` (the interval excludes 0, and each class
+        has at least :data:`MIN_TO_COMPARE` songs) or ``"cannot tell apart"``.
     """
     y = np.asarray(y).astype(np.int64)
     a, b = np.asarray(pred_a).astype(np.int64), np.asarray(pred_b).astype(np.int64)
@@ -140,16 +148,17 @@ def paired_difference(y, pred_a, pred_b, score_a=None, score_b=None, *, metric: 
     boot = (_metric(metric, y[idx], a[idx], None if sa is None else sa[idx])
             - _metric(metric, y[idx], b[idx], None if sb is None else sb[idx]))
     lo, hi = _interval(boot, level)
-    verdict = ("cannot tell apart" if lo is None or lo <= 0 <= hi
+    enough = min(int((y == 0).sum()), int((y == 1).sum())) >= MIN_TO_COMPARE
+    verdict = ("cannot tell apart" if lo is None or lo <= 0 <= hi or not enough
                else "A better" if lo > 0 else "B better")
     return {"value": value, "low": lo, "high": hi, "n": int(len(y)), "verdict": verdict}
 
 
 def format_interval(m: dict | None, digits: int = 3) -> str:
-    """``0.840 [0.660, 0.970] n=24`` for people (``–`` for a missing value)."""
+    """``0.840 [0.66, 0.97]`` for people (``–`` for a missing value; no brackets without an interval)."""
     if not m or m.get("value") is None:
         return "–"
     text = f"{m['value']:.{digits}f}"
     if m.get("low") is not None:
-        text += f" [{m['low']:.{digits}f}, {m['high']:.{digits}f}]"
+        text += f" [{m['low']:.2f}, {m['high']:.2f}]"
     return text

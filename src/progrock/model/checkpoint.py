@@ -305,6 +305,7 @@ def load_model(path: str | os.PathLike, *, expect_features: FeatureConfig | None
         model_config = ModelConfig.from_dict(meta["model_config"])
         feature_config = FeatureConfig.from_dict(meta["feature_config"])
         snippet_config = SnippetConfig.from_dict(meta["snippet_config"])
+        snippet_config.check_frame_rate(feature_config)
         threshold = float(meta["threshold"])
         class_names = tuple(meta["class_names"])
         weights = meta["weights"]

@@ -188,6 +188,15 @@ class Run:
         """What the run's models were trained on (``source``, ``synthetic``, ``songs`` per class)."""
         return self.description.get("trained_on") or {}
 
+    @property
+    def warning(self) -> str | None:
+        """What a user must know before trusting a verdict: a run that has never heard real music."""
+        if self.trained_on.get("synthetic"):
+            return ("this run was trained on progrock's synthetic demo corpus: it has never heard real music, "
+                    "so its verdicts on real recordings mean little (train on your own collection, or use the "
+                    "pretrained tagger: RUN = musicnn)")
+        return None
+
     # -- judging ------------------------------------------------------------------------------
 
     def judge(self, songs: Songs, models: Sequence[str] | None = None, *, tags: bool = False) -> Judgement:
@@ -280,6 +289,11 @@ class Run:
                            threshold=entry.threshold, rule="mean", model=name, truth=songs.truths[i])
             if model.kind == "logistic":
                 r.explanation = _explain(model.contributions(X[i:i + 1])[0], X[i], input_names(entry.input))
+            if entry.input == "structure" and cnn:             # its evidence along the song: the CNN's snippets
+                starts, snippet_probs = cnn[i]
+                r.n_snippets, r.snippet_seconds = len(snippet_probs), round(c.length / c.frame_rate, 2)
+                r.snippet_starts = [round(float(t) / c.frame_rate, 2) for t in starts]
+                r.snippet_probs = [round(float(q), 4) for q in snippet_probs]
             results.append(r)
         return results
 
@@ -427,7 +441,8 @@ def _run_from_description(json_path: Path, meta: dict) -> Run:
     familiarity = Familiarity.from_arrays(arrays("familiarity.")) if meta.get("familiarity") else None
     if meta["default_model"] not in entries:
         raise ModelError(f"{json_path}: the default model {meta['default_model']!r} is not one of its models")
-    return Run(entries, meta["default_model"],
-               {n: FeatureConfig.from_dict(c) for n, c in meta["feature_configs"].items()},
-               SnippetConfig.from_dict(meta["snippet_config"]), networks, classical, familiarity,
+    configs = {n: FeatureConfig.from_dict(c) for n, c in meta["feature_configs"].items()}
+    snippet_config = SnippetConfig.from_dict(meta["snippet_config"])
+    snippet_config.check_frame_rate(configs.get("seed43") or FeatureConfig.named("seed43"))
+    return Run(entries, meta["default_model"], configs, snippet_config, networks, classical, familiarity,
                description=meta, path=json_path)

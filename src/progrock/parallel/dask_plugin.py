@@ -4,8 +4,8 @@ Dask starts its workers with ``MALLOC_TRIM_THRESHOLD_=65536`` (its config
 ``distributed.nanny.pre-spawn-environ``), so that idle workers give memory back.
 That setting also pins glibc's mmap threshold at 128 KiB: every temporary array
 of the feature path (1-MB FFT blocks, spectrogram blocks) is then mapped and
-unmapped afresh, and a song's features took 1.75x the CPU time measured in a
-plain process (``benchmarks/bench_scale.py``, engines case). The plugin sets
+unmapped afresh, and a song's features cost much more CPU time than in a plain
+process (BENCHMARKS.md; ``benchmarks/bench_scale.py``, engines case). The plugin sets
 thresholds that suit array work (:func:`progrock.parallel.malloc.array_friendly_malloc`):
 blocks up to 32 MiB come from the heap, and the heap is trimmed once 64 MiB lie
 free at its top. Imported only with ``distributed`` installed.

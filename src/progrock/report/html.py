@@ -12,13 +12,13 @@ from pathlib import Path
 from progrock import __version__
 from progrock.atomic import atomic_write_text
 from progrock.constants import CLASSES
-from progrock.evaluation.baselines import BASELINES
-from progrock.evaluation.evaluate import CNN_MODELS, Evaluation
+from progrock.evaluation.evaluate import Evaluation
+from progrock.evaluation.intervals import format_interval
 from progrock.evaluation.metrics import format_confusion
 from progrock.report.plots import plot_confusion
 from progrock.report.barcode import barcode_svg
 
-MODEL_TITLES = {**CNN_MODELS, **{k: b.title for k, b in BASELINES.items()}}
+MODEL_TITLES = {"cnn_snippet": "1D-CNN, single snippets"}
 METRICS = [("balanced_accuracy", "balanced acc."), ("accuracy", "accuracy"),
            ("informedness", "informedness"), ("precision", "prog precision"),
            ("recall", "prog recall"), ("f1", "prog F1"), ("mcc", "MCC"), ("roc_auc", "ROC-AUC")]
@@ -68,13 +68,17 @@ def _fmt(v) -> str:
     return "–" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v)
 
 
+def _title(evaluation: Evaluation, model: str) -> str:
+    return evaluation.titles.get(model) or MODEL_TITLES.get(model, model)
+
+
 def write_confusion_pngs(evaluation: Evaluation, out_dir: Path) -> dict[tuple[str, str], Path]:
-    """PNG confusion matrices for every set: CNN song (vote), CNN snippets, and each baseline."""
+    """PNG confusion matrices for every set and model."""
     paths = {}
     for set_name, models in evaluation.metrics.items():
         for model, m in models.items():
             if "confusion" in m:
-                title = f"{MODEL_TITLES.get(model, model)} — {set_name}"
+                title = f"{_title(evaluation, model)} — {set_name}"
                 paths[(set_name, model)] = plot_confusion(
                     m["confusion"], CLASSES, title, out_dir / f"confusion_{set_name}_{model}.png")
     return paths
@@ -87,10 +91,11 @@ def _metrics_table(evaluation: Evaluation) -> str:
         best = evaluation.best_model(set_name)
         for model, m in models.items():
             cls = ' class="best"' if model == best else ""
-            cells = "".join(f'<td data-v="{m.get(k) if m.get(k) is not None else -9}">{_fmt(m.get(k))}</td>'
-                            for k, _ in METRICS)
+            iv = m.get("intervals", {})
+            cells = "".join(f'<td data-v="{m.get(k) if m.get(k) is not None else -9}">'
+                            f'{format_interval(iv[k]) if k in iv else _fmt(m.get(k))}</td>' for k, _ in METRICS)
             rows.append(f"<tr{cls}><td class='l'>{html.escape(set_name)}</td>"
-                        f"<td class='l'>{html.escape(MODEL_TITLES.get(model, model))}</td>"
+                        f"<td class='l'>{html.escape(_title(evaluation, model))}</td>"
                         f"<td>{m.get('n', '')}</td><td>{m.get('n_prog', '')}</td>{cells}</tr>")
     return (f"<table class='sortable'><thead><tr><th class='l'>set</th><th class='l'>model</th><th>n</th>"
             f"<th>prog</th>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>")
@@ -111,7 +116,7 @@ def _songs_table(rows) -> str:
         mark = "" if correct is None else ("<span class='good'>✓</span>" if correct else "<span class='bad'>✗</span>")
         body.append(
             f"<tr><td class='l' title='{html.escape(r.path)}'>{html.escape(display_name(r.path))}</td><td data-v='{r.probability}'>{r.probability:.2f}</td>"
-            f"<td data-v='{r.vote_fraction}'>{r.vote_fraction:.2f}</td><td class='l'>{r.verdict}</td>"
+            f"<td data-v='{r.vote_fraction or 0}'>{_fmt(r.vote_fraction)}</td><td class='l'>{r.verdict}</td>"
             f"<td class='l'>{r.truth or '?'}</td><td>{mark}</td><td>{r.n_snippets}</td>"
             f"<td class='l'>{barcode_svg(r.snippet_starts, r.snippet_probs, r.duration)}</td></tr>")
     return ("<table class='sortable'><thead><tr><th class='l'>song</th><th>p(prog)</th><th>votes</th>"
@@ -121,32 +126,31 @@ def _songs_table(rows) -> str:
 
 def _headline(evaluation: Evaluation) -> str:
     key = "test" if "test" in evaluation.metrics else next(iter(evaluation.metrics), None)
-    if key is None or "cnn" not in evaluation.metrics.get(key, {}):
+    if key is None:
         return ""
     m = evaluation.metrics[key]
-    cards = [f"<div class='card'><div class='v'>{_fmt(m['cnn'].get('balanced_accuracy'))}</div>"
-             f"<div class='k'>CNN song balanced accuracy ({key})</div></div>",
-             f"<div class='card'><div class='v'>{_fmt(m['cnn'].get('accuracy'))}</div>"
-             f"<div class='k'>CNN song accuracy ({key})</div></div>"]
-    if "cnn_snippet" in m:
-        cards.append(f"<div class='card'><div class='v'>{_fmt(m['cnn_snippet'].get('balanced_accuracy'))}</div>"
-                     f"<div class='k'>CNN snippet balanced accuracy ({key})</div></div>")
-    better = [b for b in BASELINES if b in m and (m[b].get("balanced_accuracy") or 0)
-              > (m["cnn"].get("balanced_accuracy") or 0)]
-    for b in BASELINES:
-        if b in m:
-            cards.append(f"<div class='card'><div class='v'>{_fmt(m[b].get('balanced_accuracy'))}</div>"
-                         f"<div class='k'>{html.escape(BASELINES[b].title)} ({key})</div></div>")
-    note = (f"<div class='warn'><b>A baseline beats the CNN</b> on the {key} set: "
-            f"{', '.join(BASELINES[b].title for b in better)}. Prefer it, or improve the CNN.</div>"
-            if better else
-            f"<div class='ok'>The CNN is at least as good as every baseline on the {key} set "
-            f"(song-level balanced accuracy).</div>")
+    cards = []
+    for model, v in m.items():
+        if model == "cnn_snippet":
+            continue
+        iv = v.get("intervals", {}).get("balanced_accuracy")
+        cards.append(f"<div class='card'><div class='v'>{_fmt(v.get('balanced_accuracy'))}</div>"
+                     f"<div class='k'>{html.escape(_title(evaluation, model))}: song balanced accuracy on "
+                     f"{key}, {v['n']} songs, 95 % interval {html.escape(format_interval(iv))}</div></div>")
+    claims = [(model, c) for model, c in evaluation.comparisons.get(key, {}).items() if c["verdict"] != "cannot tell apart"]
+    if claims:
+        note = "<div class='ok'>" + "; ".join(
+            f"{html.escape(_title(evaluation, model))} is {'better' if c['verdict'] == 'A better' else 'worse'} than "
+            f"the CNN on the {key} set (difference {c['value']:+.3f}, 95 % interval "
+            f"[{c['low']:+.3f}, {c['high']:+.3f}])" for model, c in claims) + "</div>"
+    else:
+        note = (f"<div class='warn'>On the {key} set the data cannot tell the models apart: every paired interval "
+                f"of a model's difference to the CNN includes zero.</div>")
     return f"<div class='cards'>{''.join(cards)}</div>{note}"
 
 
 def write_report(run_dir: str | os.PathLike, evaluation: Evaluation, *, data_summary: list[dict],
-                 config: dict, title: str = "progrock run report") -> Path:
+                 config: dict, run=None, title: str = "progrock run report") -> Path:
     """Write ``run_dir/report.html`` and the confusion PNGs beside it.
 
     Parameters
@@ -166,21 +170,23 @@ def write_report(run_dir: str | os.PathLike, evaluation: Evaluation, *, data_sum
         f"<td>{r['songs']}</td><td>{r['hours']:.2f}</td></tr>" for r in data_summary)
     conf_html = []
     for set_name in evaluation.metrics:
-        figs = "".join(_img(p, f"{MODEL_TITLES.get(m, m)} — {s}") for (s, m), p in pngs.items() if s == set_name)
-        texts = "".join(f"<pre>{html.escape(MODEL_TITLES.get(m, m))}\n{format_confusion(v['confusion'])}</pre>"
+        figs = "".join(_img(p, f"{_title(evaluation, m)} — {s}") for (s, m), p in pngs.items() if s == set_name)
+        texts = "".join(f"<pre>{html.escape(_title(evaluation, m))}\n{format_confusion(v['confusion'])}</pre>"
                         for m, v in evaluation.metrics[set_name].items() if "confusion" in v)
         conf_html.append(f"<details {'open' if set_name == 'test' else ''}><summary>{html.escape(set_name)}</summary>"
                          f"<div class='figs'>{figs}</div><details><summary>as text</summary>{texts}</details></details>")
     songs_html = "".join(
-        f"<details {'open' if name == 'test' else ''}><summary>{html.escape(name)} ({len(rows)} songs)</summary>"
-        f"{_songs_table(rows)}</details>" for name, rows in evaluation.songs.items())
+        f"<details {'open' if name == 'test' else ''}><summary>{html.escape(name)} "
+        f"({len(models.get(evaluation.default_model, []))} songs, {html.escape(_title(evaluation, evaluation.default_model))})"
+        f"</summary>{_songs_table(models.get(evaluation.default_model, []))}</details>"
+        for name, models in evaluation.songs.items())
     skipped = "".join(f"<li>{html.escape(p)}: {html.escape(r)}</li>" for p, r in evaluation.skipped)
     when = _dt.datetime.now().strftime("%Y-%m-%d %H:%M")
     page = f"""<!doctype html><html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width,initial-scale=1"><title>{html.escape(title)}</title>
 <style>{CSS}</style></head><body>
 <header><h1>{html.escape(title)}</h1><p>{html.escape(str(run_dir))} · progrock {__version__} · {when} ·
-song threshold {evaluation.threshold:.3f} (snippet vote, a tie counts as prog)</p></header><main>
+default model {html.escape(evaluation.default_model)}</p></header><main>
 <section><h2>At a glance</h2>{_headline(evaluation)}</section>
 <section><h2>Metrics (song level unless noted)</h2>{_metrics_table(evaluation)}
 <p class="muted">Balanced accuracy is the mean of the recall of each class; informedness = sensitivity +

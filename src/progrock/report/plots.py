@@ -51,12 +51,13 @@ def plot_confusion(confusion, classes=CLASSES, title: str = "Confusion matrix",
     return path
 
 
-def curves_figure(history: list[dict]):
+def curves_figure(history: list[dict], best_epoch: int | None = None):
     """Loss and accuracy per epoch, train vs validation, from a training history.
 
     Uses the keys ``loss_train``, ``loss_validation``, ``accuracy_snippet_train``,
     ``accuracy_snippet_validation``, ``accuracy_song_validation`` and
-    ``balanced_accuracy_song_validation`` where present.
+    ``balanced_accuracy_song_validation`` where present; ``best_epoch`` (the
+    weights kept) is marked by a vertical line.
     """
     from matplotlib.figure import Figure
 
@@ -80,15 +81,17 @@ def curves_figure(history: list[dict]):
     ax_acc.set_title("accuracy")
     ax_acc.set_ylim(0.0, 1.02)
     for ax in (ax_loss, ax_acc):
+        if best_epoch:
+            ax.axvline(best_epoch, color="0.4", linestyle=":", label=f"kept: epoch {best_epoch}")
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
         ax.legend(fontsize="small")
     return fig
 
 
-def plot_curves(history: list[dict], path: str | os.PathLike) -> Path:
+def plot_curves(history: list[dict], path: str | os.PathLike, best_epoch: int | None = None) -> Path:
     """Write :func:`curves_figure` to ``path`` (PNG); returns the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    curves_figure(history).savefig(path)
+    curves_figure(history, best_epoch).savefig(path)
     return path

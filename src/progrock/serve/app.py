@@ -38,8 +38,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import progrock
 from progrock.errors import FileError, ProgrockError
-from progrock.model.checkpoint import LoadedModel, load_model
-from progrock.predict import classify_file
+from progrock.model.run import Run
+from progrock.predict import classify_file, open_run
 from progrock.serve.schemas import ErrorResponse, ModelInfo, Prediction
 from progrock.serve.upload import (
     FIELD, MULTIPART_OVERHEAD, UploadError, UploadReceiver, display_name, format_bytes, multipart_boundary,
@@ -114,25 +114,48 @@ def _error(status: int, message: str, headers: dict | None = None) -> JSONRespon
     return JSONResponse({"error": message}, status_code=status, headers=headers)
 
 
-def model_info(model: LoadedModel, *, max_upload_bytes: int, has_report: bool) -> ModelInfo:
+def _test_figures(run: Run) -> dict | None:
+    """The default model's test figures with intervals, from the run's ``evaluation.json``."""
+    import json
+
+    if run.path is None or not (run.path.parent / "evaluation.json").is_file():
+        return None
+    try:
+        sets = json.loads((run.path.parent / "evaluation.json").read_text()).get("sets", {})
+    except (OSError, ValueError):
+        return None
+    m = sets.get("test", {}).get(run.default_model)
+    if not m:
+        return None
+    return {"set": "test", "n": m.get("n"), "n_prog": m.get("n_prog"), **(m.get("intervals") or {})}
+
+
+def model_info(run: Run, *, max_upload_bytes: int, has_report: bool) -> ModelInfo:
     """The description ``GET /api/model`` answers with."""
-    meta = model.metadata
-    fc, sc = model.feature_config, model.snippet_config
-    snippet_seconds = round(sc.length / sc.frame_rate, 1)
-    n_parameters = sum(p.numel() for p in model.model.parameters())
-    vote_rule = (f"a song is prog when at least half of its snippets have p(prog) ≥ {model.threshold:.2f} "
-                 f"(a tie counts as prog)")
-    summary = (f"A small 1D-CNN ({n_parameters:,} parameters) listens to {snippet_seconds:.0f}-second snippets "
-               f"of {fc.n_features} features per frame ({fc.name}: {fc.sr} Hz, hop {fc.hop_length}), taken "
-               f"every {sc.predict_hop:g} s from {sc.predict_start:g} s into the song; {vote_rule}.")
+    name = run.default_model
+    entry = run.entries[name]
+    fc, sc = run.feature_config(entry.feature_sets[0]), run.snippet_config
+    nets = run.networks if entry.kind == "cnn" else []
+    n_parameters = sum(p.numel() for net in nets for p in net.parameters())
+    snippet_seconds = round(sc.length / sc.frame_rate, 1) if entry.kind == "cnn" else (
+        3.0 if entry.kind in ("musicnn", "patches") else 0.0)
+    vote_rule = (f"a song is prog when at least half of its snippets have p(prog) ≥ {entry.threshold:.2f} "
+                 f"(a tie counts as prog)" if entry.rule == "vote" else
+                 f"a song is prog when its probability of prog is ≥ {entry.threshold:.2f}")
+    summary = (f"{entry.title} gives the verdict: {vote_rule}. The run holds {len(run.entries)} models: "
+               + "; ".join(e.title for e in run.entries.values()) + ".")
     return ModelInfo(
         summary=summary, progrock_version=progrock.__version__,
-        model_progrock_version=meta.get("progrock_version"), class_names=list(model.class_names),
-        threshold=model.threshold, vote_rule=vote_rule, feature_set=fc.name, feature_description=fc.describe(),
+        model_progrock_version=run.description.get("progrock_version"), class_names=["nonprog", "prog"],
+        default_model=name, models={n: {"title": e.title, "kind": e.kind, "rule": e.rule, "threshold": e.threshold}
+                                    for n, e in run.entries.items()},
+        threshold=entry.threshold, vote_rule=vote_rule, feature_set=fc.name, feature_description=fc.describe(),
         feature_config=fc.to_dict(), snippet_seconds=snippet_seconds, snippet_config=sc.to_dict(),
-        network=model.model_config.to_dict(), n_parameters=n_parameters,
-        training=meta.get("training") or {}, metrics=meta.get("metrics"),
-        max_upload_bytes=max_upload_bytes, report_url="/report" if has_report else None)
+        network=nets[0].config.to_dict() if nets else None, n_parameters=n_parameters,
+        trained_on=run.trained_on, warning=run.warning,
+        training={"recipe": run.description.get("recipe"), "validation": run.description.get("validation"),
+                  **(run.description.get("training") or {})},
+        metrics=_test_figures(run), max_upload_bytes=max_upload_bytes, report_url="/report" if has_report else None)
 
 
 def create_app(run_dir: str | os.PathLike, *, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
@@ -156,8 +179,8 @@ def create_app(run_dir: str | os.PathLike, *, max_upload_bytes: int = DEFAULT_MA
     """
     if max_upload_bytes < 1:
         raise ValueError(f"max_upload_bytes must be positive, got {max_upload_bytes}")
-    model = load_model(run_dir)
-    report_path = model.path.parent / "report.html"
+    run = open_run(run_dir)
+    report_path = (run.path.parent / "report.html") if run.path is not None else Path("/nonexistent/report.html")
     slots = threading.BoundedSemaphore(max(1, int(max_concurrent)))
 
     # No /docs or /redoc: FastAPI's pages load Swagger UI and ReDoc from a CDN, and
@@ -165,7 +188,7 @@ def create_app(run_dir: str | os.PathLike, *, max_upload_bytes: int = DEFAULT_MA
     app = FastAPI(title="progrock", version=progrock.__version__, description=DESCRIPTION,
                   summary="Tell progressive rock from other music, from the audio alone.",
                   docs_url=None, redoc_url=None)
-    app.state.model = model
+    app.state.run = run
     app.state.max_upload_bytes = int(max_upload_bytes)
 
     # -- errors: always {"error": reason} ----------------------------------------------------
@@ -185,7 +208,7 @@ def create_app(run_dir: str | os.PathLike, *, max_upload_bytes: int = DEFAULT_MA
 
     def classify_upload(path: Path, name: str) -> Prediction:
         with slots:
-            pred = classify_file(model, path, name=name)
+            pred = classify_file(run, path, name=name)
         return Prediction(**pred.to_dict())
 
     # -- API -------------------------------------------------------------------------------------
@@ -239,7 +262,7 @@ def create_app(run_dir: str | os.PathLike, *, max_upload_bytes: int = DEFAULT_MA
     def describe_model() -> ModelInfo:
         """Class names, threshold, feature and snippet configuration, network, training summary and
         stored metrics, from the model's own description."""
-        return model_info(model, max_upload_bytes=app.state.max_upload_bytes, has_report=report_path.is_file())
+        return model_info(run, max_upload_bytes=app.state.max_upload_bytes, has_report=report_path.is_file())
 
     # -- the page --------------------------------------------------------------------------------
 

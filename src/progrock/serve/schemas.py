@@ -64,25 +64,30 @@ class ErrorResponse(BaseModel):
 
 
 class ModelInfo(BaseModel):
-    """What the server's model is and how it was trained (from the model's own description)."""
+    """What the server's run is: its models, what they were trained on, how well they did (with intervals)."""
 
-    summary: str = Field(description="One paragraph for people: what the model listens to and how it decides.")
+    summary: str = Field(description="One paragraph for people: what the default model listens to and how it decides.")
     progrock_version: str = Field(description="Version of the progrock serving the requests.")
-    model_progrock_version: str | None = Field(description="Version of progrock that saved the model.")
+    model_progrock_version: str | None = Field(description="Version of progrock that saved the run.")
     class_names: list[str] = Field(description="Class names; index 1 is the positive class (prog).")
-    threshold: float = Field(description="Snippet probability threshold of the song vote.")
-    vote_rule: str = Field(description="How snippet probabilities become a song verdict.")
-    feature_set: str = Field(description="Name of the per-frame feature set.")
-    feature_description: str = Field(description="The feature configuration in one line.")
-    feature_config: dict[str, Any] = Field(description="The full feature configuration.")
-    snippet_seconds: float = Field(description="Length of one snippet in seconds.")
-    snippet_config: dict[str, Any] = Field(description="Where snippets are taken (seconds) and their length "
-                                                       "(frames); prediction uses predict_start/predict_hop.")
-    network: dict[str, Any] = Field(description="The network's configuration (progrock.model.ModelConfig).")
-    n_parameters: int = Field(description="Trainable and fixed parameters of the network.")
-    training: dict[str, Any] = Field(description="Training configuration and summary of its log "
-                                                 "(best epoch, its metrics, sizes of the sets).")
-    metrics: dict[str, Any] | None = Field(description="Metrics stored with the model (validation, at the "
-                                                       "chosen threshold), if any.")
+    default_model: str = Field(description="The model that gives the verdict unless ?model= names another.")
+    models: dict[str, dict[str, Any]] = Field(description="Every model of the run: title, kind, rule, threshold.")
+    threshold: float = Field(description="The default model's threshold.")
+    vote_rule: str = Field(description="How the default model's snippet probabilities become a song verdict.")
+    feature_set: str = Field(description="Name of the per-frame feature set the default model reads.")
+    feature_description: str = Field(description="That feature configuration in one line.")
+    feature_config: dict[str, Any] = Field(description="That full feature configuration.")
+    snippet_seconds: float = Field(description="Length of one of the default model's snippets in seconds.")
+    snippet_config: dict[str, Any] = Field(description="Where the CNN's snippets are taken (seconds) and their "
+                                                       "length (frames); prediction uses predict_start/predict_hop.")
+    network: dict[str, Any] | None = Field(description="The CNN's configuration (progrock.model.ModelConfig), if any.")
+    n_parameters: int = Field(description="Parameters of the default model's network (0 for classical models).")
+    trained_on: dict[str, Any] = Field(description="What the run's models have heard: source, whether it is the "
+                                                   "synthetic demo corpus, songs per class.")
+    warning: str | None = Field(description="A warning a user must see before trusting a verdict (e.g. a run "
+                                            "that has never heard real music).")
+    training: dict[str, Any] = Field(description="Training summary (recipe, validation scores per model).")
+    metrics: dict[str, Any] | None = Field(description="The default model's figures on the run's test songs with "
+                                                       "95 % intervals and the number of songs, if evaluated.")
     max_upload_bytes: int = Field(description="Largest file POST /api/classify accepts, in bytes.")
     report_url: str | None = Field(description="Where the run's evaluation report is served, if it has one.")

@@ -83,6 +83,8 @@ class FitPlan:
     snippet_config : SnippetConfig
     folds : int
         Members of the default recipe's ensemble.
+    patience : int, optional
+        Early stopping's patience instead of the recipe's.
     """
 
     recipe: str = "default"
@@ -91,10 +93,24 @@ class FitPlan:
     model_config: ModelConfig = field(default_factory=ModelConfig)
     snippet_config: SnippetConfig = field(default_factory=SnippetConfig)
     folds: int = FOLDS
+    patience: int | None = None
 
     def cnn_config(self) -> TrainConfig:
-        """The CNN's training settings under the recipe."""
-        return replace(self.train_config, **RECIPES[self.recipe])
+        """The CNN's training settings under the recipe (and ``patience`` if given)."""
+        settings = dict(RECIPES[self.recipe])
+        if self.patience is not None:
+            settings["early_stopping_patience"] = self.patience
+        return replace(self.train_config, **settings)
+
+
+def needs(plan: FitPlan) -> list[FeatureConfig]:
+    """The feature sets a plan's models read: seed43 always, musicnn for the musicnn models (when
+    progrock has the tagger)."""
+    from progrock.features.sets import FEATURE_SETS
+
+    sets = ["seed43"] + (["musicnn"] if "musicnn" in FEATURE_SETS and any(
+        m.startswith("musicnn") for m in plan.models) else [])
+    return [FeatureConfig.named(s) for s in sets]
 
 
 def _songs(data: SongFeatures, split: str) -> tuple[Songs, np.ndarray]:
@@ -110,7 +126,8 @@ def _threshold(y: np.ndarray, scores: np.ndarray) -> float:
 
 
 def fit_run(data: SongFeatures, run_dir: Path, plan: FitPlan, *, log: Callable[[str], None] = print,
-            progress: Callable[[int, dict], None] | None = None, resume: bool = False,
+            progress: Callable[[int, dict], None] | None = None,
+            member: Callable[[int, int], None] | None = None, resume: bool = False,
             description: dict | None = None) -> Run:
     """Train every model of ``plan`` on ``data``'s training songs; thresholds on its validation songs.
 
@@ -121,6 +138,9 @@ def fit_run(data: SongFeatures, run_dir: Path, plan: FitPlan, *, log: Callable[[
     run_dir : Path
         The run folder: the CNN's members train in ``run_dir/training/cnn-<k>``.
     plan : FitPlan
+    progress, member : callable, optional
+        ``progress(epoch, record)`` after every epoch of a CNN member, ``member(k, n)`` as the
+        k-th of n members starts.
     description : dict, optional
         Kept in ``model.json`` (what the run was trained on...).
 
@@ -140,7 +160,7 @@ def fit_run(data: SongFeatures, run_dir: Path, plan: FitPlan, *, log: Callable[[
     run = Run({}, "cnn", configs, plan.snippet_config, description=dict(description or {}))
     oof = None
     if any(m in models for m in ("cnn", "cnn_mean", "structure")):
-        oof = _fit_cnn(run, data, plan, run_dir, log=log, progress=progress, resume=resume)
+        oof = _fit_cnn(run, data, plan, run_dir, log=log, progress=progress, member=member, resume=resume)
         _cnn_entries(run, val, y_val, models)
     for name in ("logreg", "extratrees"):
         if name in models:
@@ -160,7 +180,7 @@ def fit_run(data: SongFeatures, run_dir: Path, plan: FitPlan, *, log: Callable[[
     return run
 
 
-def _fit_cnn(run: Run, data: SongFeatures, plan: FitPlan, run_dir: Path, *, log, progress, resume
+def _fit_cnn(run: Run, data: SongFeatures, plan: FitPlan, run_dir: Path, *, log, progress, member, resume
              ) -> dict[str, tuple[np.ndarray, np.ndarray]] | None:
     """Train the CNN's members; the training songs' out-of-fold snippet probabilities (default recipe)."""
     from progrock.data.dataset import snippet_sets
@@ -176,10 +196,13 @@ def _fit_cnn(run: Run, data: SongFeatures, plan: FitPlan, run_dir: Path, *, log,
     fc = FeatureConfig.named("seed43")
     for k in range(folds):
         keep = fold_of != k if folds > 1 else np.ones(len(train.songs), bool)
-        member = _subset(train, keep)
-        log(f"CNN member {k + 1} of {folds}: {len(member.songs)} training songs")
-        result = train_model(member, validation, model_config=plan.model_config,
+        songs = _subset(train, keep)
+        log(f"CNN member {k + 1} of {folds}: {len(songs.songs)} training songs")
+        if member is not None:
+            member(k + 1, folds)
+        result = train_model(songs, validation, model_config=plan.model_config,
                              train_config=replace(tc, seed=tc.seed + k), out_dir=run_dir / "training" / f"cnn-{k + 1}",
+                             log_dir=run_dir / "tensorboard" / f"cnn-{k + 1}",
                              feature_config=fc, snippet_config=c, log=log, progress=progress, resume=resume)
         run.networks.append(result.model.eval())
         if folds > 1:
@@ -274,14 +297,18 @@ def _fit_structure(run: Run, train: Songs, y_train, val: Songs, y_val, plan: Fit
 
 
 def _choose_default(run: Run, val: Songs, y_val: np.ndarray) -> tuple[str, dict]:
-    """The model with the best validation song balanced accuracy (ties: :data:`PREFERENCE`), and every
-    model's validation balanced accuracy."""
+    """The model with the best validation song balanced accuracy (ties: :data:`PREFERENCE`); every
+    model's validation balanced accuracy and mean probability per class (the reference against which a
+    shift of its probabilities on new music is measured)."""
     judged = run.judge(val).results
-    scores = {}
+    scores, means = {}, {}
     for name, rows in judged.items():
         truth = np.array([CLASSES.index(r.truth) for r in rows])
         pred = np.array([r.is_prog for r in rows], dtype=float)
+        prob = np.array([r.probability for r in rows])
         scores[name] = float(balanced_accuracy_at(truth, pred, [0.5])[0])
+        means[name] = {c: float(prob[truth == i].mean()) for i, c in enumerate(CLASSES)}
     best = max(scores.values())
     default = next(m for m in PREFERENCE if scores.get(m) == best)
-    return default, {"split": "validation", "n_songs": len(y_val), "balanced_accuracy": scores}
+    return default, {"split": "validation", "n_songs": len(y_val), "balanced_accuracy": scores,
+                     "class_means": means}

@@ -151,6 +151,7 @@ class _Run:
     snippet_config: SnippetConfig
     out_dir: Path
     pos_weight: float | None
+    log_dir: Path
 
     def describe(self, history: list[dict], best: Best, *, complete: bool, stopped_early: bool) -> dict:
         """The ``training`` entry of ``model.json``."""
@@ -377,7 +378,7 @@ def train_model(train: SnippetSet, validation: SnippetSet, *, model_config: Mode
                 train_config: TrainConfig, out_dir: str | os.PathLike, feature_config: FeatureConfig,
                 snippet_config: SnippetConfig, log: Callable[[str], None] | None = None,
                 progress: Callable[[int, dict], None] | None = None,
-                resume: bool = False) -> TrainResult:
+                resume: bool = False, log_dir: str | os.PathLike | None = None) -> TrainResult:
     """Train :class:`~progrock.model.network.SeedCNN` and save the best epoch.
 
     Parameters
@@ -399,6 +400,8 @@ def train_model(train: SnippetSet, validation: SnippetSet, *, model_config: Mode
     resume : bool
         Continue from ``out_dir/last.*`` if present (the settings and data must
         match; ``epochs`` and the patience may change).
+    log_dir : path-like, optional
+        TensorBoard's folder for this training (default ``out_dir/tensorboard``).
 
     Returns
     -------
@@ -409,11 +412,13 @@ def train_model(train: SnippetSet, validation: SnippetSet, *, model_config: Mode
     if feature_config.n_features != model_config.n_features:
         raise ConfigError(f"the model expects {model_config.n_features} features, "
                           f"{feature_config.describe()} gives {feature_config.n_features}")
+    snippet_config.check_frame_rate(feature_config)
     _check_set(train, "training", model_config)
     _check_set(validation, "validation", model_config)
     out_dir.mkdir(parents=True, exist_ok=True)
     run = _Run(train, validation, model_config, train_config, feature_config, snippet_config, out_dir,
-               positive_weight(train.y, train_config.class_weight))
+               positive_weight(train.y, train_config.class_weight),
+               Path(log_dir) if log_dir is not None else out_dir / "tensorboard")
     # a training step allocates and frees hundreds of MB: keep them in the process (page faults
     # took a quarter of a step's time with glibc's default thresholds)
     array_friendly_malloc(trim_bytes=512 << 20)
@@ -444,7 +449,7 @@ def _train(run: _Run, threads: BatchThreads, log, progress, resume: bool) -> Tra
         f"{threads.n_threads} threads")
     probe = np.sort(np.random.default_rng(tc.seed).choice(
         len(validation), size=min(PROBE_SIZE, len(validation)), replace=False))
-    monitor = TrainingMonitor(out_dir / "tensorboard", model,
+    monitor = TrainingMonitor(run.log_dir, model,
                               SnippetSet(validation.frames, validation.song[probe], validation.start[probe],
                                          validation.length).x,
                               histogram_every=tc.histogram_every, purge_step=start + 1)
@@ -486,7 +491,7 @@ def _finish(run: _Run, model: SeedCNN, best: Best, history: list[dict], stopped_
     confusion = metrics["song"]["confusion"]
     monitor.log_final(best.epoch, confusion, run.validation.song_labels, song_mean)
     if history:
-        write_plots(run.out_dir, history, confusion)
+        write_plots(run.out_dir, history, confusion, best_epoch=best.epoch)
     log(f"best epoch {best.epoch}: validation song balanced accuracy {best.metric:.3f}, loss {best.loss:.4f}; "
         f"threshold {threshold:.3f} -> {metrics['song_at_threshold']['balanced_accuracy']:.3f}; "
         f"saved {model_path}")

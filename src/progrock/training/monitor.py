@@ -1,17 +1,21 @@
 """TensorBoard monitoring of a training run, and its PNG plots.
 
-Written to ``out_dir/tensorboard`` (``tensorboard --logdir out_dir/tensorboard``):
+Written to the training's log folder (a run's ``RUN/tensorboard/cnn-<k>``, so
+``tensorboard --logdir RUN/tensorboard`` names each member):
 
 * every epoch, scalars ``loss/train``, ``loss/validation``, ``accuracy/snippet_train``,
   ``accuracy/snippet_validation``, ``balanced_accuracy/snippet_validation``,
   ``accuracy/song_train`` (from the training passes, dropout on),
-  ``accuracy/song_validation``, ``balanced_accuracy/song_validation``;
+  ``accuracy/song_validation``, ``balanced_accuracy/song_validation``; and the
+  same pairs on one chart each (``loss``, ``accuracy_snippet``, ``accuracy_song``:
+  train and validation overlaid);
 * every ``histogram_every`` epochs and at the last, histograms ``weights/<layer>``
   of each convolution and ``activations/<layer>`` of its output on a fixed
   validation batch (forward hooks on the modules of :meth:`SeedCNN.forward`,
   evaluation mode);
-* at the end, ``confusion/song_validation`` (image) and ``pr/song_validation``
-  (precision-recall curve over the songs' mean probabilities).
+* at the end, at the best epoch's step (the weights they describe):
+  ``confusion/song_validation`` (image), ``pr/song_validation`` (precision-recall
+  curve over the songs' mean probabilities) and the text ``best_epoch``.
 
 :func:`write_plots` writes ``curves.png`` and ``confusion_validation.png``.
 """
@@ -39,6 +43,11 @@ SCALARS = {
     "balanced_accuracy_song_validation": "balanced_accuracy/song_validation",
 }
 """History key -> TensorBoard tag."""
+
+PAIRS = {"loss": ("loss_train", "loss_validation"),
+         "accuracy_snippet": ("accuracy_snippet_train", "accuracy_snippet_validation"),
+         "accuracy_song": ("accuracy_song_train", "accuracy_song_validation")}
+"""Charts with train and validation overlaid: chart -> (train key, validation key)."""
 
 
 class TrainingMonitor:
@@ -73,6 +82,10 @@ class TrainingMonitor:
             value = record.get(key)
             if value is not None:
                 self.writer.add_scalar(tag, float(value), epoch)
+        for chart, (train, validation) in PAIRS.items():
+            if record.get(train) is not None and record.get(validation) is not None:
+                self.writer.add_scalars(chart, {"train": float(record[train]),
+                                                "validation": float(record[validation])}, epoch)
 
     def wants_histograms(self, epoch: int, last: bool) -> bool:
         return self.histogram_every > 0 and (last or epoch % self.histogram_every == 0)
@@ -98,23 +111,25 @@ class TrainingMonitor:
             self.writer.add_histogram(f"activations/{name}", a.cpu(), epoch)
 
     def log_final(self, epoch: int, confusion, y_true: np.ndarray, song_scores: np.ndarray) -> None:
-        """The song-level confusion matrix image and precision-recall curve."""
+        """The kept (best) epoch's song-level confusion matrix image and precision-recall curve, at its step."""
         fig = confusion_figure(confusion, CLASSES, "songs, validation")
         self.writer.add_figure("confusion/song_validation", fig, epoch, close=False)
         y = np.asarray(y_true)
         if y.size:
             self.writer.add_pr_curve("pr/song_validation", torch.as_tensor(y == 1),
                                      torch.as_tensor(np.asarray(song_scores, dtype=np.float32)), epoch)
+        self.writer.add_text("best_epoch", f"the weights kept are epoch {epoch}'s", epoch)
 
     def close(self) -> None:
         self.writer.flush()
         self.writer.close()
 
 
-def write_plots(out_dir: str | os.PathLike, history: list[dict], confusion) -> list[Path]:
-    """``curves.png`` (loss/accuracy per epoch) and ``confusion_validation.png`` in ``out_dir``."""
+def write_plots(out_dir: str | os.PathLike, history: list[dict], confusion, best_epoch: int | None = None
+                ) -> list[Path]:
+    """``curves.png`` (loss/accuracy per epoch, the kept epoch marked) and ``confusion_validation.png``."""
     out_dir = Path(out_dir)
-    return [plot_curves(history, out_dir / "curves.png"),
+    return [plot_curves(history, out_dir / "curves.png", best_epoch=best_epoch),
             plot_confusion(confusion, CLASSES, "songs, validation", out_dir / "confusion_validation.png")]
 
 

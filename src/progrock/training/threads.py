@@ -5,11 +5,10 @@ own parallelism (each operation split over the cores) spends much of its time
 starting and joining threads for short operations. Splitting each batch into
 one contiguous part per thread instead keeps each core on its own snippets
 from the first convolution to the last gradient: on the CPU each part is one
-call of the fused pass (:mod:`progrock.model.fused`, compiled without the
-GIL); elsewhere each thread runs PyTorch single-threaded (PyTorch releases the
-GIL inside its operations). One training epoch at the seed's size on two
-cores: 1.80x one thread, 0.91 against 1.64 s (``benchmarks/bench_training.py
---only threads``).
+call of the compiled backend (:mod:`progrock.model.backends.fused`, compiled
+without the GIL); elsewhere each thread runs PyTorch single-threaded (PyTorch
+releases the GIL inside its operations). BENCHMARKS.md has the measured gain
+(``benchmarks/bench_training.py --only threads``).
 
 Results do not depend on which thread runs which part: every part is computed
 single-threaded and the caller combines the parts in their order.

@@ -103,8 +103,7 @@ def _add_rows2(out_a, out_b, w_a, w_b, rows, n):
 
     Two stem channels per pass over the snippet's features, four rows at a
     time: each row is read once for both outputs, and each output loaded and
-    stored once per four rows (10 vs 12 ms for the stem of 512 snippets with
-    one channel per pass, ad hoc, one thread).
+    stored once per four rows.
     """
     n_f = w_a.shape[0]
     f = 0
@@ -160,8 +159,7 @@ def _add_products(g, d, src, n):
 def _add_dots2(g_a, g_b, d_a, d_b, rows, n):
     """``g_a[f] += sum_t d_a[t] * rows[f, t]``, and the same for ``g_b``, for ``t < n``.
 
-    The stem's weight gradient two channels and four rows at a time (11 vs
-    14 ms for 512 snippets with one channel per pass).
+    The stem's weight gradient two channels and four rows at a time.
     """
     n_f = g_a.shape[0]
     f = 0

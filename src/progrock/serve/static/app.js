@@ -99,7 +99,7 @@
   function drawBarcode(box, pred) {
     const width = Math.max(240, Math.floor(box.clientWidth || 600));
     const stripH = 36, axisH = 22, top = 6;
-    const len = snippetSeconds();
+    const len = pred.snippet_seconds || snippetSeconds();
     const starts = pred.snippet_starts, probs = pred.snippet_probs;
     const total = Math.max(pred.duration, starts.length ? starts[starts.length - 1] + len : 1, 1e-6);
     const x = (t) => (t / total) * width;
@@ -237,8 +237,8 @@
     verdict.textContent = isProg ? "Prog" : "Not prog";
     verdict.className = "verdict " + (isProg ? "is-prog" : "is-nonprog");
     card.querySelector(".stat-prob").textContent = pred.probability.toFixed(2);
-    const votes = Math.round(pred.vote_fraction * pred.n_snippets);
-    card.querySelector(".stat-votes").textContent = `${votes} of ${pred.n_snippets}`;
+    card.querySelector(".stat-votes").textContent = pred.vote_fraction == null ? "–"
+      : `${Math.round(pred.vote_fraction * pred.n_snippets)} of ${pred.n_snippets}`;
     card.querySelector(".stat-duration").textContent = clock(pred.duration);
     const result = card.querySelector(".card-result");
     result.hidden = false;
@@ -391,18 +391,20 @@
     state.model = m;
     $("model-summary").textContent = m.summary;
     const facts = [];
-    facts.push(fact([{ b: String(m.network.n_features) }, ` features per frame (${m.feature_set})`]));
-    facts.push(fact([{ b: `${Math.round(m.snippet_seconds)} s` }, " snippets every ", { b: `${m.snippet_config.predict_hop} s` }]));
+    if (m.network) facts.push(fact([{ b: String(m.network.n_features) }, ` features per frame (${m.feature_set})`]));
+    else facts.push(fact([`reads the ${m.feature_set} features`]));
+    if (m.snippet_seconds) facts.push(fact([{ b: `${Math.round(m.snippet_seconds)} s` }, " snippets"]));
     facts.push(fact(["threshold ", { b: m.threshold.toFixed(2) }]));
-    const song = m.metrics && m.metrics.song;
-    if (song && typeof song.balanced_accuracy === "number") {
-      facts.push(fact([`${m.metrics.split || "validation"}: song balanced accuracy `,
-                       { b: song.balanced_accuracy.toFixed(2) }, song.n ? ` on ${song.n} songs` : ""]));
+    const bal = m.metrics && m.metrics.balanced_accuracy;
+    if (bal && typeof bal.value === "number") {
+      const iv = typeof bal.low === "number" ? ` (95 % interval ${bal.low.toFixed(2)}–${bal.high.toFixed(2)})` : "";
+      facts.push(fact([`${m.metrics.set} songs: balanced accuracy `, { b: bal.value.toFixed(2) }, iv,
+                       m.metrics.n ? ` on ${m.metrics.n} songs` : ""]));
     }
-    const t = m.training || {};
-    if (t.epochs_run) {
-      facts.push(fact(["trained ", { b: String(t.epochs_run) }, " epochs",
-                       t.best_epoch ? ` (best ${t.best_epoch})` : "", t.n_train_songs ? ` on ${t.n_train_songs} songs` : ""]));
+    const t = m.trained_on || {};
+    if (t.songs) {
+      facts.push(fact(["trained on ", { b: String((t.songs.prog || 0) + (t.songs.nonprog || 0)) },
+                       ` songs (${t.songs.prog || 0} prog)`, t.synthetic ? " of the synthetic demo corpus" : ""]));
     }
     facts.push(fact([{ b: m.n_parameters.toLocaleString("en") }, " parameters"]));
     facts.push(fact(["progrock ", { b: m.progrock_version }]));
