@@ -230,3 +230,8 @@ def test_jobs_beyond_the_cores_are_capped_and_said_once_on_stderr(songs, tmp_pat
         assert proc.stderr.count("1000 worker processes asked for") == 1, proc.stderr
         assert f"using {cores}" in proc.stderr
     assert (folder / "manifest.csv").is_file()
+
+
+def test_items_of_any_value_none_included_are_items():
+    with LocalEngine(2) as engine:
+        assert list(engine.map_ordered(repr, [None, (), 0, "", None])) == ["None", "()", "0", "''", "None"]

@@ -247,6 +247,13 @@ def test_requests_for_other_hosts_are_refused(run_dir, song):
             assert json.loads(body)["class_names"] == ["nonprog", "prog"]
 
 
+def test_a_star_answers_every_host_and_no_list_checks_nothing(run_dir):
+    for hosts in (allowed_hosts("127.0.0.1", ["*"]), None):
+        with serving(create_app(run_dir, allowed_hosts=hosts)) as (base, _):
+            status, _, body = request_for(base, b"attacker.example")
+            assert status == 200 and json.loads(body)["class_names"] == ["nonprog", "prog"], hosts
+
+
 def test_allowed_hosts_follow_the_bind_address():
     assert allowed_hosts("127.0.0.1") == list(LOCAL_HOSTS)
     assert allowed_hosts("0.0.0.0") == allowed_hosts("::") == list(LOCAL_HOSTS)   # wildcards name no host

@@ -472,7 +472,8 @@ class PositiveNumber(click.ParamType):
 @click.option("--allowed-host", "allowed", multiple=True, metavar="NAME",
               help="Also answer requests for this host name or address (repeatable). localhost, "
                    "127.0.0.1, [::1] and --host are always answered; others get 400, which keeps web "
-                   "pages elsewhere from reading this server through DNS rebinding.")
+                   "pages elsewhere from reading this server through DNS rebinding. '*' answers "
+                   "every host: only behind a proxy that checks it.")
 @click.option("--max-upload-mb", type=PositiveNumber(), default=200.0, show_default=True,
               help="Largest accepted file, in MiB.")
 @click.option("--max-duration", type=PositiveNumber(), default=7200.0, show_default=True, metavar="SECONDS",

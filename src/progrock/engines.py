@@ -171,6 +171,8 @@ class LocalEngine(Engine):
     computed is lost. The item is not retried: a file that crashes a decoder
     would crash the next worker too.
 
+    Workers are daemonic processes: a job cannot start processes of its own.
+
     Parameters
     ----------
     jobs : int
@@ -204,7 +206,6 @@ class LocalEngine(Engine):
 # time per worker, the worker's process sentinel watched beside its pipe.
 
 _FORK = multiprocessing.get_context("fork")
-_STOP = None  # sent to a worker: no more items
 
 
 class _RemoteTraceback(Exception):
@@ -215,23 +216,25 @@ class _RemoteTraceback(Exception):
 
 
 def _serve(fn: Callable, conn, inherited: list) -> None:
-    """A worker's loop: receive an item, send ``(True, fn(item))`` or ``(False, exception)``."""
+    """A worker's loop: receive ``(item,)``, send ``(True, fn(item))`` or ``(False, exception)``; ``()`` ends it."""
     for other in inherited:  # pipe ends of the parent, copied by fork: closed so EOF reaches everyone
         other.close()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     while True:
         try:
-            item = conn.recv()
+            message = conn.recv()
         except (EOFError, OSError):  # the parent is gone
             return
-        if item is _STOP:
+        if not message:
             return
         try:
-            out: tuple = (True, fn(item))
+            out: tuple = (True, fn(message[0]))
         except Exception as exc:  # noqa: BLE001 - handed to the parent
             out = (False, _sendable(exc))
         try:
             conn.send(out)
+        except OSError:  # the parent is gone
+            return
         except Exception as exc:  # noqa: BLE001 - a result that cannot be pickled
             conn.send((False, RuntimeError(f"the job's result cannot be sent back ({type(exc).__name__}: {exc})")))
 
@@ -259,19 +262,19 @@ class _Worker:
         self.index: int | None = None
 
     def give(self, index: int, item: Any) -> bool:
-        """Send an item; False if the worker is already gone."""
+        """Send an item, which the worker now holds; False if the worker is already gone."""
+        self.index = index
         try:
-            self.conn.send(item)
+            self.conn.send((item,))
         except (BrokenPipeError, ConnectionResetError):
             return False
-        self.index = index
         return True
 
     def stop(self, *, kill: bool) -> None:
         """End the process: asked to stop when idle, killed when it holds an item nobody awaits."""
         if self.process.is_alive() and not kill:
             try:
-                self.conn.send(_STOP)
+                self.conn.send(())
             except OSError:
                 kill = True
         if kill and self.process.is_alive():
@@ -318,7 +321,7 @@ def _run_pool(fn: Callable, items: list, n_workers: int) -> Iterator[tuple[int, 
                 retire(w)
             w = _Worker(fn, workers)
             workers.append(w)
-            w.give(i, items[i])
+            w.give(i, items[i])  # should this one die too, its death is reported for item i
 
     try:
         for _ in range(n_workers):
