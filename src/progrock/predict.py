@@ -90,10 +90,12 @@ def _resampled_features(y: np.ndarray, config) -> np.ndarray:
 
 
 def classify_file(run: Run, path: str | os.PathLike, *, name: str | None = None, model: str | None = None,
-                  tags: bool = False, cache: FeatureCache | None = None) -> SongResult:
-    """Verdict on one audio file; raises a :class:`ProgrockError` naming it if it cannot be read."""
+                  tags: bool = False, cache: FeatureCache | None = None,
+                  max_seconds: float | None = None) -> SongResult:
+    """Verdict on one audio file; raises a :class:`ProgrockError` naming it if it cannot be read
+    (or, with ``max_seconds``, if it is longer)."""
     configs = run.needs([model or run.default_model], tags=tags)
-    mats, _, _ = features_of_sets(path, configs, cache=cache)
+    mats, _, _ = features_of_sets(path, configs, cache=cache, max_seconds=max_seconds)
     feats = dict(zip([c.name for c in configs], mats))
     seed43 = run.feature_config("seed43")
     return classify(run, feats, name=name or str(path), duration=feats["seed43"].shape[1] / seed43.frame_rate,

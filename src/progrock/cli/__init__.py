@@ -36,10 +36,10 @@ def default_cache() -> Path:
 
 
 def usable_jobs(jobs: int | None) -> int:
-    """``--jobs``, or every core this process may run on."""
-    from progrock.training.threads import available_cores
+    """``--jobs``, or every core this process may run on (more are capped by the local engine)."""
+    from progrock.parallel.engines import usable_cores
 
-    return jobs or available_cores()
+    return jobs or usable_cores()
 
 
 def print_failures(failures: list[tuple[str, str]], what: str = "skipped") -> None:

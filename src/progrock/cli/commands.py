@@ -398,20 +398,68 @@ def tensorboard(run_dir: Path, port: int) -> None:
     raise SystemExit(subprocess.call(cmd + ["--logdir", str(logdir), "--port", str(port), "--host", "127.0.0.1"]))
 
 
+class PositiveNumber(click.ParamType):
+    """A finite number above 0 (click's FloatRange lets nan and inf through)."""
+
+    name = "number"
+
+    def convert(self, value, param, ctx) -> float:
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number", param, ctx)
+        if not 0 < number < float("inf"):
+            self.fail(f"{value!r} is not a positive number", param, ctx)
+        return number
+
+
 @cli.command()
 @click.argument("run_dir", metavar="RUN")
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True)
-@click.option("--max-upload-mb", type=click.FloatRange(min=0, min_open=True, max=1e6), default=200.0,
-              show_default=True, help="Upload size cap.")
-def serve(run_dir: str, host: str, port: int, max_upload_mb: float) -> None:
-    """A web page and HTTP API classifying uploaded songs with a run's models (RUN: a folder or `musicnn`)."""
-    import uvicorn
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on (0.0.0.0 or :: for every interface).")
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True,
+              help="Port to listen on (0: any free port).")
+@click.option("--allowed-host", "allowed", multiple=True, metavar="NAME",
+              help="Also answer requests for this host name or address (repeatable). localhost, "
+                   "127.0.0.1, [::1] and --host are always answered; others get 400, which keeps web "
+                   "pages elsewhere from reading this server through DNS rebinding. '*' answers "
+                   "every host: only behind a proxy that checks it.")
+@click.option("--max-upload-mb", type=PositiveNumber(), default=200.0, show_default=True,
+              help="Largest accepted file, in MiB.")
+@click.option("--max-duration", type=PositiveNumber(), default=7200.0, show_default=True, metavar="SECONDS",
+              help="Longest accepted song, in seconds of decoded audio.")
+@click.option("--header-timeout", type=PositiveNumber(), default=10.0, show_default=True, metavar="SECONDS",
+              help="Time a client has to send a request's line and headers.")
+@click.option("--body-timeout", type=PositiveNumber(), default=30.0, show_default=True, metavar="SECONDS",
+              help="Longest pause allowed while a client sends a request's body.")
+@click.option("--max-connections", type=click.IntRange(1, 100_000), default=100, show_default=True,
+              help="Open connections at a time; more are answered 503.")
+def serve(run_dir: str, host: str, port: int, allowed: tuple[str, ...], max_upload_mb: float,
+          max_duration: float, header_timeout: float, body_timeout: float, max_connections: int) -> None:
+    """A web page and HTTP API classifying uploaded songs with a run's models (RUN: a folder or `musicnn`).
 
+    Exit status 0 after Ctrl-C, 2 on an error (a bad option, a busy port, a run that cannot be loaded).
+    """
     from progrock.serve.app import create_app
+    from progrock.serve.server import (WILDCARD_HOSTS, Limits, allowed_hosts, bind_sockets, check_file_limit,
+                                       make_server)
 
-    app = create_app(run_dir, max_upload_bytes=int(max_upload_mb * 1024 * 1024))
-    if warning := app.state.run.warning:
-        console.print(f"[yellow]warning:[/yellow] {warning}")
-    out.print(f"progrock: open http://{host}:{port}/  (API schema at /openapi.json)")
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    check_file_limit(max_connections)
+    sockets = bind_sockets(host, port)
+    try:
+        app = create_app(run_dir, max_upload_bytes=max(1, int(max_upload_mb * 1024 * 1024)),
+                         max_duration=max_duration, allowed_hosts=allowed_hosts(host, allowed))
+        if warning := app.state.run.warning:
+            console.print(f"[yellow]warning:[/yellow] {warning}")
+        server = make_server(app, Limits(header_timeout=header_timeout, body_timeout=body_timeout,
+                                         max_connections=max_connections))
+        port = sockets[0].getsockname()[1]
+        shown = "localhost" if host in WILDCARD_HOSTS else f"[{host}]" if ":" in host else host
+        out.print(f"progrock: open http://{shown}:{port}/  (API schema at /openapi.json)")
+        if host in WILDCARD_HOSTS and not allowed:
+            console.print("listening on every interface, but answering only requests for localhost: add the "
+                          "name or address others use to reach this machine with --allowed-host")
+        server.run(sockets=sockets)
+    finally:
+        for sock in sockets:
+            sock.close()

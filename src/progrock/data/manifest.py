@@ -372,7 +372,9 @@ def scan(source: str | os.PathLike, *, seed: int = 0,
         on_total(len(songs))
     paths = [str(manifest.resolve(s)) for s in songs]
     fps: dict[int, np.ndarray] = {}
-    for i, info in enumerate(LocalEngine(jobs).map_ordered(_probe, paths, progress=progress)):
+    probes = LocalEngine(jobs).map_ordered(_probe, paths, progress=progress,
+                                           on_error=lambda _path, reason: {"error": reason})
+    for i, info in enumerate(probes):
         s = songs[i]
         if "error" in info:
             s.error, s.split = info["error"], ""

@@ -24,7 +24,7 @@ import numpy as np
 
 from progrock.audio import StreamInfo, stream_decode
 from progrock.constants import SR
-from progrock.errors import ProgrockError
+from progrock.errors import DecodeError, ProgrockError
 from progrock.features.cache import FeatureCache, FeatureStore
 from progrock.features.sets import Accumulator, FeatureConfig
 from progrock.parallel.engines import Engine, LocalEngine, file_outcome
@@ -58,12 +58,24 @@ class _Branch:
 
 
 class FeatureSink:
-    """Receives decoded blocks (``update``) for several feature sets at once."""
+    """Receives decoded blocks (``update``) for several feature sets at once.
 
-    def __init__(self, configs: Sequence[FeatureConfig]):
+    ``max_seconds``: decoding stops with a :class:`DecodeError` as soon as the
+    song passes this length (its spooled frames are dropped at once).
+    """
+
+    def __init__(self, configs: Sequence[FeatureConfig], *, max_seconds: float | None = None):
         self.branches = [_Branch(c) for c in configs]
+        self.max_samples = None if max_seconds is None else int(max_seconds * SR)
+        self.max_seconds = max_seconds
+        self.n_samples = 0
 
     def update(self, y: np.ndarray) -> None:
+        self.n_samples += y.size
+        if self.max_samples is not None and self.n_samples > self.max_samples:
+            self.close()
+            cap = f"{self.max_seconds / 60:g} minutes" if self.max_seconds % 60 == 0 else f"{self.max_seconds:g} s"
+            raise DecodeError("<song>", f"longer than this server accepts ({cap} of audio)")
         for branch in self.branches:
             branch.update(y)
 
@@ -72,7 +84,8 @@ class FeatureSink:
             branch.close()
 
 
-def decode_into(path: str | os.PathLike, configs: Sequence[FeatureConfig]) -> tuple[FeatureSink, StreamInfo]:
+def decode_into(path: str | os.PathLike, configs: Sequence[FeatureConfig], *,
+                max_seconds: float | None = None) -> tuple[FeatureSink, StreamInfo]:
     """Decode a file into one accumulator per configuration; ``sink.branches[i].finish()`` gives set ``i``.
 
     Splitting decoding from finishing lets the caller look the audio hash up in
@@ -83,12 +96,17 @@ def decode_into(path: str | os.PathLike, configs: Sequence[FeatureConfig]) -> tu
     DecodeError
         As :func:`progrock.audio.decode`.
     """
-    return stream_decode(path, lambda: FeatureSink(configs), sr=SR)
+    try:
+        return stream_decode(path, lambda: FeatureSink(configs, max_seconds=max_seconds), sr=SR)
+    except DecodeError as exc:
+        if exc.path == "<song>":
+            raise DecodeError(path, exc.reason) from None
+        raise
 
 
 def features_of_sets(path: str | os.PathLike, configs: Sequence[FeatureConfig], *,
-                     cache: FeatureCache | None = None, known_hash: str = "", load: bool = True
-                     ) -> tuple[list[np.ndarray | None], str, str]:
+                     cache: FeatureCache | None = None, known_hash: str = "", load: bool = True,
+                     max_seconds: float | None = None) -> tuple[list[np.ndarray | None], str, str]:
     """Features of one file under several configurations at once, through the cache when one is given.
 
     Parameters
@@ -101,6 +119,8 @@ def features_of_sets(path: str | os.PathLike, configs: Sequence[FeatureConfig], 
         The song's decoded-audio hash if known (a manifest's): cached sets then need no decoding.
     load : bool
         With ``False``, entries already cached are not read (``None`` in their place).
+    max_seconds : float, optional
+        Refuse (:class:`DecodeError`) a song longer than this, while decoding.
 
     Returns
     -------
@@ -127,7 +147,7 @@ def features_of_sets(path: str | os.PathLike, configs: Sequence[FeatureConfig], 
     if all(f is not None for f in found):
         return [None if f is True else f for f in found], known_hash, "cached"
     missing = [i for i, f in enumerate(found) if f is None]
-    sink, info = decode_into(path, [configs[i] for i in missing])
+    sink, info = decode_into(path, [configs[i] for i in missing], max_seconds=max_seconds)
     h = info.sha256
     if h != known_hash:
         found = cached(h)

@@ -5,8 +5,10 @@ An engine maps one module-level function over many picklable items and yields
 :func:`progrock.predict.classify_files`) hand every engine the same function, so
 a song gives the same result wherever it runs.
 
-* ``local`` — a :class:`~concurrent.futures.ProcessPoolExecutor` on this machine
-  (``jobs <= 1``: in this process).
+* ``local`` — worker processes on this machine, one item at a time each, at
+  most one per core (``jobs <= 1``: in this process). A worker that dies costs
+  only the item it held, which ends as ``worker died while processing (signal
+  9, SIGKILL): ...``; a new worker takes the rest.
 * ``dask`` — a ``distributed`` cluster: ``Client(scheduler)`` for a running one,
   or a :class:`distributed.LocalCluster` of ``jobs`` single-threaded worker
   processes when no address is given. The scheduler re-runs the tasks of a
@@ -19,15 +21,21 @@ Per-file problems (a broken file, a song too short) are the job function's
 raise is passed to ``on_error(item, reason)``, which turns it into a result, or,
 without ``on_error``, raised in the caller.
 
-Only a bounded window of items is in flight at a time (``window``), so a library
-of millions of files neither floods the scheduler nor holds every result.
+Only a bounded number of items is in flight at a time (one per local worker;
+``window`` tasks on Dask), so a library of millions of files neither floods the
+scheduler nor holds every result.
 """
 
 from __future__ import annotations
 
+import logging
+import multiprocessing
+import multiprocessing.connection
 import os
+import pickle
+import signal
+import traceback
 import uuid
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from typing import Any, Callable, Iterator, Sequence
 
 from progrock.errors import ProgrockError
@@ -35,15 +43,73 @@ from progrock.errors import ProgrockError
 Progress = Callable[[int], Any]
 OnError = Callable[[Any, str], Any]
 
+log = logging.getLogger(__name__)
+
+
+class WorkerDied(ProgrockError):
+    """The process running one item died (killed by a signal, or it exited) before giving a result.
+
+    Attributes
+    ----------
+    reason : str
+        ``worker died while processing (signal 9, SIGKILL): ...`` or ``(exit code N)``.
+    exitcode : int
+        The process's exit code; ``-N`` for signal ``N``.
+    """
+
+    def __init__(self, exitcode: int | None):
+        self.exitcode = exitcode
+        self.reason = _death_reason(exitcode)
+        super().__init__(self.reason)
+
+
+def _death_reason(exitcode: int | None) -> str:
+    if exitcode is not None and exitcode < 0:
+        try:
+            name = f", {signal.Signals(-exitcode).name}"
+        except ValueError:
+            name = ""
+        cause = {signal.SIGKILL: "the system may have run out of memory",
+                 signal.SIGSEGV: "a crash in native code, such as a decoder"}.get(-exitcode, "")
+        return f"worker died while processing (signal {-exitcode}{name}){': ' + cause if cause else ''}"
+    return f"worker died while processing (exit code {exitcode})"
+
 
 def failure_reason(exc: BaseException) -> str:
     """One line naming an exception that escaped a job (or killed its worker)."""
     name = type(exc).__name__
+    if isinstance(exc, WorkerDied):
+        return exc.reason
     if name == "KilledWorker":
         return "its worker process died on every attempt (the file may crash the decoder)"
-    if name == "BrokenProcessPool":
-        return "a worker process died (the file may crash the decoder)"
     return f"unexpected {name}: {exc}"
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (its CPU affinity; all cores where that is unknown)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
+
+
+_CLAMPED: set[tuple[int, int]] = set()
+
+
+def local_workers(jobs: int) -> int:
+    """``jobs`` worker processes, at least 1 and at most :func:`usable_cores`.
+
+    More processes than cores only add memory (each holds its own decoder and
+    model) and slow every song down. Capping says so once per process on the
+    ``progrock.parallel.engines`` logger (on stderr when logging is not configured).
+    """
+    jobs, cores = max(1, int(jobs)), usable_cores()
+    if jobs > cores:
+        if (jobs, cores) not in _CLAMPED:
+            _CLAMPED.add((jobs, cores))
+            log.warning("%d worker processes asked for, but this process may run on %d core%s: using %d",
+                        jobs, cores, "s" if cores > 1 else "", cores)
+        return cores
+    return jobs
 
 
 class Engine:
@@ -97,50 +163,191 @@ def _done(result: Callable[[], Any], item: Any, on_error: OnError | None, progre
 class LocalEngine(Engine):
     """``jobs`` worker processes on this machine (forked: imports made here are inherited).
 
+    Each worker runs one item at a time and the engine knows which, so a worker
+    that dies (killed by the out-of-memory killer, a decoder that crashes)
+    costs only the item it held: that item ends as :class:`WorkerDied`
+    (``on_error(item, "worker died while processing (signal 9, SIGKILL): ...")``),
+    a new worker takes its place, the other workers go on, nothing already
+    computed is lost. The item is not retried: a file that crashes a decoder
+    would crash the next worker too.
+
+    Workers are daemonic processes: a job cannot start processes of its own.
+
     Parameters
     ----------
     jobs : int
-        Worker processes; ``<= 1`` runs every item in this process.
-    window : int, optional
-        Items in flight at a time (default ``4 * jobs``).
+        Worker processes, capped at the cores this process may run on
+        (:func:`local_workers`); ``<= 1`` runs every item in this process, where
+        nothing protects the run from an item that kills its process.
     """
 
     name = "local"
 
-    def __init__(self, jobs: int = 1, *, window: int | None = None):
-        self.jobs = max(1, int(jobs))
-        self.window = window or 4 * self.jobs
+    def __init__(self, jobs: int = 1):
+        self.jobs = local_workers(jobs)
 
     def describe(self) -> str:
         return f"local, {self.jobs} process{'es' if self.jobs > 1 else ''}"
 
     def map_unordered(self, fn, items, *, progress=None, on_error=None):
         items = list(items)
-        if self.jobs <= 1 or len(items) <= 1:
+        if self.jobs <= 1 or not items:
             for i, item in enumerate(items):
                 yield i, _done(lambda: fn(item), item, on_error, progress)
             return
-        pool = ProcessPoolExecutor(max_workers=min(self.jobs, len(items)))
+        for i, result in _run_pool(fn, items, min(self.jobs, len(items))):
+            yield i, _done(result, items[i], on_error, progress)
+
+
+# -- the local pool ------------------------------------------------------------------------------
+#
+# concurrent.futures' pool cannot say which item killed a worker (it fails every
+# pending item), so the engine runs its own: one pipe per worker, one item at a
+# time per worker, the worker's process sentinel watched beside its pipe.
+
+_FORK = multiprocessing.get_context("fork")
+
+
+class _RemoteTraceback(Exception):
+    """The traceback of an exception raised in a worker (its ``__cause__`` in the caller)."""
+
+    def __str__(self) -> str:
+        return self.args[0]
+
+
+def _serve(fn: Callable, conn, inherited: list) -> None:
+    """A worker's loop: receive ``(item,)``, send ``(True, fn(item))`` or ``(False, exception)``; ``()`` ends it."""
+    for other in inherited:  # pipe ends of the parent, copied by fork: closed so EOF reaches everyone
+        other.close()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    while True:
         try:
-            todo = iter(range(len(items)))
-            pending: dict = {}
+            message = conn.recv()
+        except (EOFError, OSError):  # the parent is gone
+            return
+        if not message:
+            return
+        try:
+            out: tuple = (True, fn(message[0]))
+        except Exception as exc:  # noqa: BLE001 - handed to the parent
+            out = (False, _sendable(exc))
+        try:
+            conn.send(out)
+        except OSError:  # the parent is gone
+            return
+        except Exception as exc:  # noqa: BLE001 - a result that cannot be pickled
+            conn.send((False, RuntimeError(f"the job's result cannot be sent back ({type(exc).__name__}: {exc})")))
 
-            def fill() -> None:
-                while len(pending) < self.window:
-                    i = next(todo, None)
-                    if i is None:
-                        return
-                    pending[pool.submit(fn, items[i])] = i
 
-            fill()
-            while pending:
-                done, _ = wait(pending, return_when=FIRST_COMPLETED)
-                for fut in done:
-                    i = pending.pop(fut)
-                    yield i, _done(fut.result, items[i], on_error, progress)
-                fill()
-        finally:
-            pool.shutdown(wait=True, cancel_futures=True)
+def _sendable(exc: Exception) -> Exception:
+    """``exc`` with its traceback as text, or a RuntimeError naming it if it does not survive pickling."""
+    try:
+        pickle.loads(pickle.dumps(exc))
+    except Exception:  # noqa: BLE001 - e.g. an exception class whose arguments are not its args
+        exc = RuntimeError(f"{type(exc).__name__}: {exc}")
+    exc.__cause__ = _RemoteTraceback("".join(traceback.format_exception(exc)))
+    return exc
+
+
+class _Worker:
+    """A worker process, the parent's end of its pipe and the index of the item it holds."""
+
+    def __init__(self, fn: Callable, others: list["_Worker"]):
+        self.conn, child = _FORK.Pipe()
+        inherited = [self.conn] + [w.conn for w in others]
+        self.process = _FORK.Process(target=_serve, args=(fn, child, inherited), daemon=True,
+                                     name="progrock-worker")
+        self.process.start()
+        child.close()
+        self.index: int | None = None
+
+    def give(self, index: int, item: Any) -> bool:
+        """Send an item, which the worker now holds; False if the worker is already gone."""
+        self.index = index
+        try:
+            self.conn.send((item,))
+        except (BrokenPipeError, ConnectionResetError):
+            return False
+        return True
+
+    def stop(self, *, kill: bool) -> None:
+        """End the process: asked to stop when idle, killed when it holds an item nobody awaits."""
+        if self.process.is_alive() and not kill:
+            try:
+                self.conn.send(())
+            except OSError:
+                kill = True
+        if kill and self.process.is_alive():
+            self.process.kill()
+        self.process.join(timeout=10)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join()
+        self.conn.close()
+
+
+def _value(ok: bool, value: Any) -> Callable[[], Any]:
+    """A result callable for :func:`_done`: gives ``value``, or raises it if not ``ok``."""
+    def result() -> Any:
+        if ok:
+            return value
+        raise value
+    return result
+
+
+def _run_pool(fn: Callable, items: list, n_workers: int) -> Iterator[tuple[int, Callable[[], Any]]]:
+    """``(index, result)`` per item as it ends, where ``result()`` gives ``fn(items[index])`` or raises.
+
+    A worker that dies makes its item's ``result()`` raise :class:`WorkerDied`
+    and is replaced while items remain.
+    """
+    todo = iter(range(len(items)))
+    workers: list[_Worker] = []
+
+    def retire(w: _Worker) -> None:
+        w.process.join()
+        w.conn.close()
+        workers.remove(w)
+
+    def feed(w: _Worker | None) -> None:
+        """Give ``w`` the next item, if any is left; a new worker takes it if ``w`` is gone."""
+        if w is not None:
+            w.index = None
+        i = next(todo, None)
+        if i is None:
+            return
+        if w is None or not w.give(i, items[i]):
+            if w is not None:  # it died while idle
+                retire(w)
+            w = _Worker(fn, workers)
+            workers.append(w)
+            w.give(i, items[i])  # should this one die too, its death is reported for item i
+
+    try:
+        for _ in range(n_workers):
+            feed(None)
+        while busy := [w for w in workers if w.index is not None]:
+            ready = set(multiprocessing.connection.wait([w.conn for w in busy] + [w.process.sentinel for w in busy]))
+            for w in busy:
+                ended = w.process.sentinel in ready
+                if w.conn not in ready and not ended:
+                    continue
+                i = w.index
+                try:
+                    ok, value = w.conn.recv()
+                except (EOFError, OSError):  # the process ended without a result
+                    w.process.join()
+                    ok, value, ended = False, WorkerDied(w.process.exitcode), True
+                except Exception as exc:  # noqa: BLE001 - a result that cannot be unpickled here
+                    ok, value = False, RuntimeError(f"the job's result cannot be read ({type(exc).__name__}: {exc})")
+                if ended:  # (it may also have ended right after sending its result)
+                    retire(w)
+                    w = None
+                yield i, _value(ok, value)
+                feed(w)
+    finally:
+        for w in workers:
+            w.stop(kill=w.index is not None)
 
 
 class DaskEngine(Engine):
@@ -177,7 +384,7 @@ class DaskEngine(Engine):
             if scheduler:
                 self.client = Client(scheduler, timeout="30s")
             else:
-                self.cluster = LocalCluster(n_workers=max(1, int(jobs)), threads_per_worker=1,
+                self.cluster = LocalCluster(n_workers=local_workers(jobs), threads_per_worker=1,
                                             processes=True, host="127.0.0.1", dashboard_address=_dashboard())
                 self.client = Client(self.cluster)
         except OSError as exc:

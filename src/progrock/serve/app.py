@@ -18,7 +18,13 @@ multipart body; 413 the file (or the body) is larger than ``max_upload_bytes``,
 checked from Content-Length before reading and on every chunk while streaming;
 415 the request is not ``multipart/form-data``; 422 the upload is not a usable
 song (no ``file`` field, empty, not decodable audio, shorter than the model's
-minimum); 500 an unexpected failure. Every error is JSON ``{"error": reason}``.
+minimum, longer than ``max_duration``); 500 an unexpected failure. Every error
+is JSON ``{"error": reason}``.
+
+Every endpoint answers 400 to a request whose ``Host`` is not one of
+``allowed_hosts``: a web page elsewhere can point a name it controls at
+127.0.0.1 (DNS rebinding) and have the visitor's browser read this server's
+answers, song names included; the browser then sends that name as ``Host``.
 """
 
 from __future__ import annotations
@@ -29,15 +35,21 @@ import tempfile
 import threading
 from pathlib import Path
 
+import re
+from typing import Iterable
+
+import soundfile as sf
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 import progrock
-from progrock.errors import FileError, ProgrockError
+from progrock.errors import DecodeError, FileError, ProgrockError
 from progrock.model.run import Run
 from progrock.predict import classify_file, open_run
 from progrock.serve.schemas import ErrorResponse, ModelInfo, Prediction
@@ -50,6 +62,9 @@ log = logging.getLogger(__name__)
 STATIC_DIR = Path(__file__).parent / "static"
 DEFAULT_MAX_UPLOAD_BYTES = 200 * 1024 * 1024
 """Largest accepted upload by default: 200 MiB."""
+
+DEFAULT_MAX_DURATION = 2 * 3600.0
+"""Longest accepted song by default, in seconds of decoded audio (2 hours)."""
 
 DEFAULT_MAX_CONCURRENT = max(1, min(4, os.cpu_count() or 1))
 """Songs decoded and classified at the same time (one per core, at most 4); others wait their turn.
@@ -77,9 +92,11 @@ server decodes it, cuts it into 10-second snippets, lets the model give each
 snippet a probability of prog and turns the snippets' votes into a verdict.
 The answer carries the evidence: one probability per snippet, the *barcode*.
 
-Errors are JSON `{"error": "reason"}`: 400 malformed multipart body,
-413 file larger than the server's cap, 415 not `multipart/form-data`,
-422 not a usable song (missing, empty, not audio, too short).
+Errors are JSON `{"error": "reason"}`: 400 malformed multipart body (or a
+`Host` this server does not answer to), 408 a request that stalled, 413 file
+larger than the server's cap, 415 not `multipart/form-data`, 422 not a usable
+song (missing, empty, not audio, too short or too long), 503 too many open
+connections.
 
 `GET /api/model` describes the model; `GET /report` is the run's evaluation
 report; `GET /` is a page to drop songs on.
@@ -91,7 +108,9 @@ _ERRORS = {
                                                  "(see `max_upload_bytes` in GET /api/model)."},
     415: {"model": ErrorResponse, "description": "The request is not multipart/form-data."},
     422: {"model": ErrorResponse, "description": "Not a usable song: no `file` field, an empty file, "
-                                                 "bytes no decoder reads as audio, or a song too short."},
+                                                 "bytes no decoder reads as audio, a song too short or "
+                                                 "longer than the server's cap (see `max_duration_seconds` "
+                                                 "in GET /api/model)."},
     500: {"model": ErrorResponse, "description": "Unexpected failure while classifying."},
 }
 
@@ -114,6 +133,77 @@ def _error(status: int, message: str, headers: dict | None = None) -> JSONRespon
     return JSONResponse({"error": message}, status_code=status, headers=headers)
 
 
+_HOST = re.compile(r"(?P<name>\[[0-9A-Fa-f:.]+\]|[^\s:@/\\\[\]]+)(?::[0-9]{0,5})?")
+
+
+def host_name(host_header: str | None) -> str | None:
+    """The name in a ``Host`` header, lower case, without port or IPv6 brackets; None if malformed.
+
+    ``"LocalHost:8000"`` gives ``"localhost"``, ``"[::1]:8000"`` gives ``"::1"``;
+    ``"a@b"``, ``"a/b"``, ``"a:b"`` and an empty header give None.
+    """
+    match = _HOST.fullmatch(host_header or "")
+    return match["name"].strip("[]").lower() if match else None
+
+
+class HostCheck:
+    """ASGI middleware answering 400 ``{"error": reason}`` to requests for a host not in ``allowed``.
+
+    Parameters
+    ----------
+    app : ASGI app
+    allowed : iterable of str
+        Host names and addresses (IPv6 without brackets); any port is accepted.
+        ``"*"`` accepts every host.
+    """
+
+    def __init__(self, app, allowed: Iterable[str]):
+        self.app = app
+        self.allowed = {name.strip("[]").lower() for name in allowed}
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] in ("http", "websocket") and "*" not in self.allowed:
+            header = Headers(scope=scope).get("host")
+            if host_name(header) not in self.allowed:
+                shown = "no Host header" if header is None else f"the host {header[:100]!r}"
+                await _error(400, f"{shown} is not served here: this server answers requests for "
+                                  f"{', '.join(sorted(f'[{n}]' if ':' in n else n for n in self.allowed))} "
+                                  f"(add a name with "
+                                  f"progrock serve --allowed-host)")(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def _declared_seconds(path: Path) -> float | None:
+    """The length a file's header declares, if libsndfile reads the format (WAV, AIFF, FLAC, Ogg...)."""
+    try:
+        info = sf.info(str(path))
+    except (RuntimeError, ValueError, OSError):  # a format libsndfile does not know: decoding decides
+        return None
+    return info.frames / info.samplerate if info.samplerate > 0 else None
+
+
+def classify_bounded(run: Run, path: Path, *, name: str, max_duration: float):
+    """:func:`progrock.predict.classify_file`, refusing a song longer than ``max_duration`` seconds.
+
+    A length declared in the file's header is checked before decoding (a tiny
+    WAV declaring 1 Hz claims hours), and the decoder stops as soon as the
+    decoded samples pass the limit, so a small file that decodes to hours (a
+    FLAC of silence, an MP3 at 8 kbit/s) is refused before its features are computed.
+
+    Raises
+    ------
+    FileError
+        Not audio, too short, or longer than ``max_duration`` (the reason says which).
+    """
+    cap = f"{max_duration / 60:g} minutes" if max_duration % 60 == 0 else f"{max_duration:g} s"
+    declared = _declared_seconds(path)
+    if declared is not None and declared > max_duration:  # refused from the header, before decoding
+        raise DecodeError(path, f"longer than this server accepts ({cap} of audio): its header declares "
+                                f"{declared / 60:,.1f} minutes")
+    return classify_file(run, path, name=name, max_seconds=max_duration)
+
+
 def _test_figures(run: Run) -> dict | None:
     """The default model's test figures with intervals, from the run's ``evaluation.json``."""
     import json
@@ -130,7 +220,8 @@ def _test_figures(run: Run) -> dict | None:
     return {"set": "test", "n": m.get("n"), "n_prog": m.get("n_prog"), **(m.get("intervals") or {})}
 
 
-def model_info(run: Run, *, max_upload_bytes: int, has_report: bool) -> ModelInfo:
+def model_info(run: Run, *, max_upload_bytes: int, has_report: bool,
+               max_duration: float = DEFAULT_MAX_DURATION) -> ModelInfo:
     """The description ``GET /api/model`` answers with."""
     name = run.default_model
     entry = run.entries[name]
@@ -155,11 +246,12 @@ def model_info(run: Run, *, max_upload_bytes: int, has_report: bool) -> ModelInf
         trained_on=run.trained_on, warning=run.warning,
         training={"recipe": run.description.get("recipe"), "validation": run.description.get("validation"),
                   **(run.description.get("training") or {})},
-        metrics=_test_figures(run), max_upload_bytes=max_upload_bytes, report_url="/report" if has_report else None)
+        metrics=_test_figures(run), max_upload_bytes=max_upload_bytes, max_duration_seconds=max_duration, report_url="/report" if has_report else None)
 
 
 def create_app(run_dir: str | os.PathLike, *, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
-               max_concurrent: int = DEFAULT_MAX_CONCURRENT) -> FastAPI:
+               max_concurrent: int = DEFAULT_MAX_CONCURRENT, max_duration: float = DEFAULT_MAX_DURATION,
+               allowed_hosts: Iterable[str] | None = None) -> FastAPI:
     """The web app for the model in ``run_dir``.
 
     Parameters
@@ -171,14 +263,25 @@ def create_app(run_dir: str | os.PathLike, *, max_upload_bytes: int = DEFAULT_MA
         Largest accepted file in bytes (default 200 MiB).
     max_concurrent : int
         Songs decoded and classified at once; the rest wait (bounds memory and CPU).
+    max_duration : float
+        Longest accepted song in seconds of decoded audio (default 2 hours):
+        with ``max_concurrent``, it bounds what the uploads in progress hold.
+    allowed_hosts : iterable of str, optional
+        Host names the app answers requests for (see :class:`HostCheck`;
+        ``progrock serve`` passes :func:`progrock.serve.server.allowed_hosts`).
+        None answers every host: only behind something that checks it.
 
     Raises
     ------
+    ValueError
+        A limit that is not a positive number.
     ModelError, ConfigError
         The model cannot be loaded (it is loaded once, here).
     """
-    if max_upload_bytes < 1:
+    if not max_upload_bytes >= 1:
         raise ValueError(f"max_upload_bytes must be positive, got {max_upload_bytes}")
+    if not 0 < max_duration < float("inf"):
+        raise ValueError(f"max_duration must be a positive number of seconds, got {max_duration}")
     run = open_run(run_dir)
     report_path = (run.path.parent / "report.html") if run.path is not None else Path("/nonexistent/report.html")
     slots = threading.BoundedSemaphore(max(1, int(max_concurrent)))
@@ -190,6 +293,8 @@ def create_app(run_dir: str | os.PathLike, *, max_upload_bytes: int = DEFAULT_MA
                   docs_url=None, redoc_url=None)
     app.state.run = run
     app.state.max_upload_bytes = int(max_upload_bytes)
+    if allowed_hosts is not None:
+        app.add_middleware(HostCheck, allowed=list(allowed_hosts))
 
     # -- errors: always {"error": reason} ----------------------------------------------------
 
@@ -208,7 +313,7 @@ def create_app(run_dir: str | os.PathLike, *, max_upload_bytes: int = DEFAULT_MA
 
     def classify_upload(path: Path, name: str) -> Prediction:
         with slots:
-            pred = classify_file(run, path, name=name)
+            pred = classify_bounded(run, path, name=name, max_duration=max_duration)
         return Prediction(**pred.to_dict())
 
     # -- API -------------------------------------------------------------------------------------
@@ -241,6 +346,8 @@ def create_app(run_dir: str | os.PathLike, *, max_upload_bytes: int = DEFAULT_MA
                     path = receiver.finish()
                 finally:
                     receiver.close()
+            except ClientDisconnect:   # the client left (or stalled and was cut off): nobody to answer
+                return _error(400, "the client disconnected before the upload ended")
             except UploadError as exc:
                 message = exc.message
                 if exc.status == 422 and receiver.filename is not None:
@@ -262,7 +369,8 @@ def create_app(run_dir: str | os.PathLike, *, max_upload_bytes: int = DEFAULT_MA
     def describe_model() -> ModelInfo:
         """Class names, threshold, feature and snippet configuration, network, training summary and
         stored metrics, from the model's own description."""
-        return model_info(run, max_upload_bytes=app.state.max_upload_bytes, has_report=report_path.is_file())
+        return model_info(run, max_upload_bytes=app.state.max_upload_bytes, has_report=report_path.is_file(),
+                          max_duration=max_duration)
 
     # -- the page --------------------------------------------------------------------------------
 

@@ -90,4 +90,6 @@ class ModelInfo(BaseModel):
     metrics: dict[str, Any] | None = Field(description="The default model's figures on the run's test songs with "
                                                        "95 % intervals and the number of songs, if evaluated.")
     max_upload_bytes: int = Field(description="Largest file POST /api/classify accepts, in bytes.")
+    max_duration_seconds: float = Field(description="Longest song POST /api/classify accepts, in seconds "
+                                                    "of decoded audio.")
     report_url: str | None = Field(description="Where the run's evaluation report is served, if it has one.")

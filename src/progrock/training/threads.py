@@ -28,12 +28,10 @@ T = TypeVar("T")
 
 
 def available_cores() -> int:
-    """Cores this process may run on: its CPU affinity where the OS has one (a container's
-    cpuset), else ``os.cpu_count()``."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:                   # no sched_getaffinity (macOS, Windows)
-        return os.cpu_count() or 1
+    """Cores this process may run on (:func:`progrock.parallel.engines.usable_cores`)."""
+    from progrock.parallel.engines import usable_cores
+
+    return usable_cores()
 
 
 class BatchThreads:
