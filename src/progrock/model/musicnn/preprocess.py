@@ -54,6 +54,9 @@ LOG_SCALE: float = 10_000.0
 MAX_POWER: float = float(np.finfo(np.float16).max)
 """Mel power is clipped to float16's largest value (65504) before the rounding to float16."""
 
+MAX_LOG_MEL: float = float(np.log10(np.float32(LOG_SCALE) * np.float32(MAX_POWER) + np.float32(1.0)))
+"""Largest value :func:`log_mel` gives (8.816); its smallest is 0 (silence)."""
+
 MEL_BLOCK: int = 256
 """Frames per mel product: the same block sizes for a whole song and a stream give the same bits."""
 

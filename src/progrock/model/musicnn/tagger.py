@@ -24,13 +24,8 @@ from progrock.features.fast import BlockSTFT
 from progrock.model.musicnn import preprocess as pp
 from progrock.model.musicnn.network import N_PENULTIMATE, TAGS, MusicnnMSD, load_musicnn
 
-BATCH_SIZE = 2
-"""Patches per network call.
-
-Small on purpose: a timbral convolution's output is 9 MB per patch, and with
-one or two patches it is still in cache when it is pooled (measured: 32 ms
-of CPU per patch with 1-2 patches, 51 ms with 8).
-"""
+BATCH_SIZE = 4
+"""Patches per network call: small, so each convolution's output is still in cache when it is pooled."""
 
 
 class SongTags(NamedTuple):
