@@ -276,30 +276,34 @@ def make_fixture(out: Path) -> None:
     print(f"wrote {out} ({out.stat().st_size} bytes)")
 
 
+def _timed(fn):
+    """(result, {"wall": s, "cpu": s}) of ``fn()``; CPU time of the whole process (all its threads)."""
+    w, c = time.perf_counter(), time.process_time()
+    out = fn()
+    return out, {"wall": time.perf_counter() - w, "cpu": time.process_time() - c}
+
+
 def time_files(paths: list[str]) -> None:
-    """One JSON line per file: the original extractor's time, and its parts on a restored graph."""
+    """One JSON line per file: the original extractor's time, and its parts on a restored graph.
+
+    ``extractor`` is timed as users run it (graph, restore, ``batch_data``,
+    then the network one patch per call, its ``BATCH_SIZE``); the parts are
+    ``batch_data`` (decode + log-mel) and the network on an already restored
+    graph with 1 and with 16 patches per call.
+    """
     from musicnn.extractor import batch_data
 
     model = None
     for p in paths:
-        t0 = time.perf_counter()
-        taggram = song_taggram(Path(p), check=model is None)
-        t_extractor = time.perf_counter() - t0
+        taggram, t_extractor = _timed(lambda: song_taggram(Path(p), check=model is None))
         if model is None:
             model = Original()
-        t0 = time.perf_counter()
-        batch, _ = batch_data(p, 187, 187)
-        t_mel = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        model.run(batch, batch_size=1)
-        t_net1 = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        model.run(batch, batch_size=16)
-        t_net16 = time.perf_counter() - t0
-        print(json.dumps({"file": p, "patches": len(taggram), "extractor_s": t_extractor,
-                          "decode_mel_s": t_mel, "network_batch1_s": t_net1,
-                          "network_batch16_s": t_net16, "mean_tags": taggram.mean(0).tolist()}),
-              flush=True)
+        (batch, _), t_mel = _timed(lambda: batch_data(p, 187, 187))
+        _, t_net1 = _timed(lambda: model.run(batch, batch_size=1))
+        _, t_net16 = _timed(lambda: model.run(batch, batch_size=16))
+        print(json.dumps({"file": p, "patches": len(taggram), "extractor": t_extractor,
+                          "decode_mel": t_mel, "network_batch1": t_net1, "network_batch16": t_net16,
+                          "mean_tags": taggram.mean(0).tolist()}), flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
