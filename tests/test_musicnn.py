@@ -134,6 +134,17 @@ def test_log_mel_equals_the_originals_bit_for_bit(ref):
     assert np.all(pp.log_mel(signals["silence"]) == 0.0)
 
 
+def test_log_mel_equals_librosa_on_a_long_signal():
+    """Past :data:`~progrock.model.musicnn.preprocess.CHUNK_SAMPLES`: the chunked STFT joins up exactly."""
+    import librosa
+
+    s = REF.synthetic_signals()
+    y = np.concatenate([s["tones"], s["chirp"], s["noise"]] * 3)  # 48 s, 2.9 chunks
+    S = librosa.feature.melspectrogram(y=y, sr=pp.SR, n_fft=pp.N_FFT, hop_length=pp.HOP_LENGTH,
+                                       n_mels=pp.N_MELS).T
+    np.testing.assert_array_equal(pp.log_mel(y), _log(S.astype(np.float16)))
+
+
 def test_log_mel_of_a_real_recording_decoded_by_progrock_equals_the_originals(ref):
     rel, start, length = REF.REAL_SLICE
     y = decode(deb_file(rel), sr=pp.SR).y

@@ -120,6 +120,7 @@ class FrozenBatchNorm(nn.Module):
         return scale, self.bias - self.running_mean * scale
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Normalise ``x`` along :attr:`dim`."""
         scale, shift = self.scale_shift()
         shape = [1] * x.dim()
         shape[self.dim] = -1
@@ -311,9 +312,10 @@ class MusicnnMSD(nn.Module):
         """
         if patches.numel() == 0:
             return 0.0, 0.0
+        x_lo, x_hi = float(patches.amin()), float(patches.amax())  # NaN if any value is NaN
+        if x_lo == x_lo and x_hi == x_hi:
+            x_lo, x_hi = min(x_lo, 0.0), max(x_hi, MAX_LOG_MEL)
         scale, shift = (float(v) for v in self.input_bn.scale_shift())
-        x_lo = min(0.0, float(patches.amin())) if not torch.isnan(patches.amin()) else float("nan")
-        x_hi = max(MAX_LOG_MEL, float(patches.amax())) if not torch.isnan(patches.amax()) else float("nan")
         ends = (x_lo * scale + shift, x_hi * scale + shift)
         return min(min(ends), 0.0), max(max(ends), 0.0)
 
@@ -410,15 +412,6 @@ def load_musicnn(path: str | Path | None = None) -> MusicnnMSD:
     model.load_state_dict(tensors)
     model.requires_grad_(False)
     return model.eval()
-
-
-
-def tag_index(tag: str) -> int:
-    """Index of ``tag`` in :data:`TAGS` (exact spelling); :class:`KeyError` otherwise."""
-    try:
-        return TAGS.index(tag)
-    except ValueError:
-        raise KeyError(f"{tag!r} is not one of musicnn's 50 MSD tags") from None
 
 
 def count_values(model: MusicnnMSD) -> dict[str, int]:

@@ -28,7 +28,7 @@ import librosa
 import numpy as np
 import soxr
 
-from progrock.features.fast import one_blas_thread, power_frames
+from progrock.features.fast import BlockSTFT, one_blas_thread
 
 SR: int = 16_000
 """Sample rate of musicnn's input, in Hz."""
@@ -60,6 +60,9 @@ MAX_LOG_MEL: float = float(np.log10(np.float32(LOG_SCALE) * np.float32(MAX_POWER
 MEL_BLOCK: int = 256
 """Frames per mel product: the same block sizes for a whole song and a stream give the same bits."""
 
+CHUNK_SAMPLES: int = 2**18
+"""Samples :func:`log_mel` turns into frames at a time (16 s: 1 MB of power frames)."""
+
 
 @lru_cache(maxsize=4)
 def mel_basis_T(sr: int = SR) -> np.ndarray:
@@ -75,8 +78,10 @@ def log_mel_frames(S_T: np.ndarray) -> np.ndarray:
     Parameters
     ----------
     S_T : np.ndarray [shape=(n_frames, 257), dtype=float32]
-        Power STFT frames (n_fft 512), frames-major, e.g. from
-        :func:`progrock.features.fast.power_frames`.
+        Power STFT frames (n_fft 512), frames-major, as
+        :class:`progrock.features.fast.BlockSTFT` gives them; the first
+        frame's index must be a multiple of :data:`MEL_BLOCK`, so the blocks
+        of the mel product are the same whichever way the song is cut.
 
     Returns
     -------
@@ -115,7 +120,15 @@ def log_mel(y: np.ndarray, *, sr: int = SR) -> np.ndarray:
         raise ValueError(f"log_mel takes mono audio [n_samples], not shape {y.shape}")
     if sr != SR:
         y = soxr.resample(y, sr, SR, quality="HQ").astype(np.float32, copy=False)
-    return log_mel_frames(power_frames(y, n_fft=N_FFT, hop_length=HOP_LENGTH))
+    # The centred STFT in chunks, so only the log-mel of the whole song is held.
+    stft = BlockSTFT(n_fft=N_FFT, hop_length=HOP_LENGTH, block_frames=MEL_BLOCK)
+    parts = []
+    for s in range(0, len(y), CHUNK_SAMPLES):
+        S_T = stft.push(y[s:s + CHUNK_SAMPLES])
+        if S_T is not None:
+            parts.append(log_mel_frames(S_T))
+    parts.append(log_mel_frames(stft.finish()))
+    return np.concatenate(parts)
 
 
 def patches(mel: np.ndarray, *, n_frames: int = PATCH_FRAMES) -> np.ndarray:

@@ -167,3 +167,8 @@ class MusicnnStream:
         emb = (np.concatenate(self._embeddings) if self._embeddings
                else np.zeros((0, N_PENULTIMATE), np.float32))
         return SongTags(tags, emb, pp.patch_starts(len(tags)))
+
+    def close(self) -> None:
+        """Drop everything held without finishing."""
+        self._stft = BlockSTFT(n_fft=pp.N_FFT, hop_length=pp.HOP_LENGTH, block_frames=pp.MEL_BLOCK)
+        self._frames, self._held, self._tags, self._embeddings = [], 0, [], []
