@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from progrock import engines
+from progrock.parallel import engines
 from progrock.cli import main
 from progrock.parallel.engines import LocalEngine, WorkerDied, usable_cores
 from progrock.model.run import load_run

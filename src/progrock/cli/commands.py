@@ -273,6 +273,42 @@ def evaluate(run_dir: Path, data: Path | None, sets: tuple[str, ...], models: st
 
 
 @cli.command()
+@click.argument("data", type=click.Path(path_type=Path))
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True,
+              help="Folder for every fold's run, cv.json and report.html (rerun to resume).")
+@click.option("--folds", type=click.IntRange(min=2), default=5, show_default=True)
+@click.option("--repeats", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Deal the folds this many times with different seeds; figures are the mean.")
+@click.option("--recipe", type=click.Choice(["default", "seed"]), default="default", show_default=True)
+@click.option("--models", default=None, metavar="LIST", help="Comma-separated models (default: all).")
+@click.option("--epochs", type=click.IntRange(min=1), default=300, show_default=True, help="At most this many.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=1024, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the folds and the training.")
+@click.option("--inner-folds", type=click.IntRange(min=2), default=5, show_default=True,
+              help="Networks in each fold's ensemble (the default recipe).")
+@cache_option
+@jobs_option
+def cv(data: Path, out_dir: Path, folds: int, repeats: int, recipe: str, models: str | None, epochs: int,
+       batch_size: int, seed: int, inner_folds: int, cache: Path | None, jobs: int | None) -> None:
+    """Cross-validate every model on DATA: out-of-fold verdicts for every song, figures with 95 % intervals.
+
+    Each fold's run is trained as `progrock train` would train it, with its
+    thresholds chosen on an inner validation split, never on the fold's songs.
+    """
+    from progrock.cv import cross_validate
+
+    plan = _plan(recipe, models, inner_folds, epochs, batch_size, 1e-3, seed, "balanced", None, False)
+    store = open_cache(cache)
+    _on_interrupt.append(f"every finished fold is kept in {out_dir}; run the same command again to continue")
+    with run_hooks() as hooks:
+        outcome = cross_validate(data, out_dir, cache=store.root, folds=folds, repeats=repeats, plan=plan,
+                                 seed=seed, jobs=usable_jobs(jobs), hooks=hooks)
+    print_evaluation(outcome.evaluation)
+    out.print(f"
+report: {outcome.report.resolve()}")
+
+
+@cli.command()
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("demo"), show_default=True)
 @click.option("--quick", is_flag=True, help="A small corpus and few epochs (about a minute; for CI).")
 @click.option("--songs", "n_songs", type=click.IntRange(min=10), default=None, help="Corpus size (default 160, quick 36).")

@@ -180,6 +180,18 @@ def _logmel(c: FeatureConfig) -> Accumulator:
                               n_fft=c.n_fft, hop_length=c.hop_length)
 
 
+def _musicnn(c: FeatureConfig) -> Accumulator:
+    from progrock.model.musicnn.features import MusicnnFeatures
+
+    return MusicnnFeatures()
+
+
+def _musicnn_names(c: FeatureConfig) -> list[str]:
+    from progrock.model.musicnn.features import row_names
+
+    return row_names()
+
+
 FEATURE_SETS: dict[str, FeatureSet] = {
     "seed43": FeatureSet(
         name="seed43",
@@ -192,6 +204,11 @@ FEATURE_SETS: dict[str, FeatureSet] = {
         defaults=dict(sr=SR, n_fft=N_FFT, hop_length=HOP_LENGTH, n_mfcc=0, n_mels=96, n_chroma=0),
         row_names=lambda c: [f"logmel_{i}" for i in range(c.n_mels)], frame_rate=_stft_rate,
         accumulator=_logmel),
+    "musicnn": FeatureSet(
+        name="musicnn",
+        description="musicnn's MSD tagger per 3-s patch: its 200-value penultimate embedding and 50 tags",
+        defaults=dict(sr=16_000, n_fft=512, hop_length=256, n_mfcc=0, n_mels=96, n_chroma=0),
+        row_names=_musicnn_names, frame_rate=lambda c: c.sr / c.hop_length / 187, accumulator=_musicnn),
 }
 """Every feature set, by name."""
 

@@ -183,7 +183,8 @@ def _declared_seconds(path: Path) -> float | None:
     return info.frames / info.samplerate if info.samplerate > 0 else None
 
 
-def classify_bounded(run: Run, path: Path, *, name: str, max_duration: float):
+def classify_bounded(run: Run, path: Path, *, name: str, max_duration: float, model: str | None = None,
+                     tags: bool = False):
     """:func:`progrock.predict.classify_file`, refusing a song longer than ``max_duration`` seconds.
 
     A length declared in the file's header is checked before decoding (a tiny
@@ -201,7 +202,7 @@ def classify_bounded(run: Run, path: Path, *, name: str, max_duration: float):
     if declared is not None and declared > max_duration:  # refused from the header, before decoding
         raise DecodeError(path, f"longer than this server accepts ({cap} of audio): its header declares "
                                 f"{declared / 60:,.1f} minutes")
-    return classify_file(run, path, name=name, max_seconds=max_duration)
+    return classify_file(run, path, name=name, max_seconds=max_duration, model=model, tags=tags)
 
 
 def _test_figures(run: Run) -> dict | None:
@@ -311,9 +312,9 @@ def create_app(run_dir: str | os.PathLike, *, max_upload_bytes: int = DEFAULT_MA
 
     # -- the work, in a worker thread ----------------------------------------------------------
 
-    def classify_upload(path: Path, name: str) -> Prediction:
+    def classify_upload(path: Path, name: str, model: str | None, tags: bool) -> Prediction:
         with slots:
-            pred = classify_bounded(run, path, name=name, max_duration=max_duration)
+            pred = classify_bounded(run, path, name=name, max_duration=max_duration, model=model, tags=tags)
         return Prediction(**pred.to_dict())
 
     # -- API -------------------------------------------------------------------------------------
@@ -328,6 +329,10 @@ def create_app(run_dir: str | os.PathLike, *, max_upload_bytes: int = DEFAULT_MA
         passes the size cap.
         """
         cap = app.state.max_upload_bytes
+        model = request.query_params.get("model") or None
+        tags = request.query_params.get("tags", "").lower() in ("1", "true", "yes", "on")
+        if model is not None and model not in run.entries:
+            return _error(400, f"this run has no model {model!r}; it has {', '.join(run.entries)}")
         try:
             boundary, charset = multipart_boundary(request.headers.get("content-type"))
             length = request.headers.get("content-length")
@@ -356,7 +361,7 @@ def create_app(run_dir: str | os.PathLike, *, max_upload_bytes: int = DEFAULT_MA
 
             name = display_name(receiver.filename)
             try:
-                return await run_in_threadpool(classify_upload, path, name)
+                return await run_in_threadpool(classify_upload, path, name, model, tags)
             except FileError as exc:   # not audio, empty, too short: the reason without our temp path
                 return _error(422, f"{name}: {exc.reason}")
             except ProgrockError as exc:

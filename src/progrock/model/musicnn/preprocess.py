@@ -34,7 +34,7 @@ import librosa
 import numpy as np
 import soxr
 
-from progrock.features.fast import BlockSTFT, one_blas_thread
+from progrock.features.spectral import BlockSTFT, one_blas_thread
 
 SR: int = 16_000
 """Sample rate of musicnn's input, in Hz."""
@@ -85,7 +85,7 @@ def log_mel_frames(S_T: np.ndarray) -> np.ndarray:
     ----------
     S_T : np.ndarray [shape=(n_frames, 257), dtype=float32]
         Power STFT frames (n_fft 512), frames-major, as
-        :class:`progrock.features.fast.BlockSTFT` gives them; the first
+        :class:`progrock.features.spectral.BlockSTFT` gives them; the first
         frame's index must be a multiple of :data:`MEL_BLOCK`, so the blocks
         of the mel product are the same whichever way the song is cut.
 

@@ -20,7 +20,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from progrock.features.fast import BlockSTFT
+from progrock.features.spectral import BlockSTFT
 from progrock.model.musicnn import preprocess as pp
 from progrock.model.musicnn.network import N_PENULTIMATE, TAGS, MusicnnMSD, load_musicnn
 
@@ -109,7 +109,7 @@ def song_tags_and_embeddings(y: np.ndarray, *, sr: int, model: MusicnnMSD | None
 class MusicnnStream:
     """musicnn on a song that arrives in blocks: equal to :func:`song_tags_and_embeddings`.
 
-    Frames come from :class:`~progrock.features.fast.BlockSTFT` (the centred
+    Frames come from :class:`~progrock.features.spectral.BlockSTFT` (the centred
     STFT, block by block), their log-mel in the same 256-frame blocks as
     :func:`~progrock.model.musicnn.preprocess.log_mel` computes it, and the
     network runs as soon as ``batch_size`` whole patches are there. Memory

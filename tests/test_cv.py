@@ -1,0 +1,87 @@
+"""Cross-validation: out-of-fold verdicts for every song, folds that never leak, intervals, resumption."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from progrock.cli import main
+from progrock.data.manifest import read_manifest
+
+
+@pytest.fixture(scope="module")
+def cv_run(demo_corpus, tmp_path_factory):
+    out = tmp_path_factory.mktemp("cv")
+    cache = tmp_path_factory.mktemp("cv-cache")
+    args = ["cv", str(demo_corpus), "--out", str(out), "--folds", "3", "--recipe", "seed", "--epochs", "6",
+            "--batch-size", "32", "--models", "cnn,logreg,extratrees", "--cache", str(cache), "--jobs", "2"]
+    assert main(args) == 0
+    return out, args
+
+
+def test_every_song_gets_one_out_of_fold_verdict_per_model(cv_run, demo_corpus):
+    out, _ = cv_run
+    data = json.loads((out / "cv.json").read_text())
+    songs = read_manifest(out / "r1-fold1" / "fold-manifest.csv").usable()
+    n = len(songs)
+    assert n == sum(1 for p in demo_corpus.rglob("*") if p.parent.name in ("prog", "nonprog"))
+    for model in ("cnn", "logreg", "extratrees"):
+        m = data["sets"]["out-of-fold"][model]
+        assert m["n"] == n and m["intervals"]["balanced_accuracy"]["n"] == n
+        iv = m["intervals"]["balanced_accuracy"]
+        assert iv["low"] <= m["balanced_accuracy"] <= iv["high"]
+    assert set(data["comparisons"]["out-of-fold"]) == {"logreg", "extratrees"}
+    assert (out / "report.html").is_file() and "out-of-fold" in (out / "report.html").read_text()
+
+
+def test_a_folds_test_songs_never_train_or_validate_its_run(cv_run):
+    out, _ = cv_run
+    seen_test = []
+    for k in (1, 2, 3):
+        fold = out / f"r1-fold{k}"
+        rows = list(csv.DictReader(open(fold / "fold-manifest.csv")))
+        test = {r["audio_sha256"] for r in rows if r["split"] == "test"}
+        rest = {r["audio_sha256"] for r in rows if r["split"] in ("train", "validation")}
+        assert test and rest and not (test & rest)
+        # the fold's run was trained on exactly its train split
+        run_manifest = {r["audio_sha256"] for r in csv.DictReader(open(fold / "fold-manifest.csv"))
+                        if r["split"] == "train"}
+        assert json.loads((fold / "model.json").read_text())["trained_on"]["songs"]["prog"] == sum(
+            1 for r in rows if r["split"] == "train" and r["label"] == "prog") and run_manifest
+        oof = json.loads((fold / "oof.json").read_text())["results"]["cnn"]
+        assert len(oof) == len(test)
+        seen_test += [r["path"] for r in oof]
+    assert len(seen_test) == len(set(seen_test))             # every song judged in exactly one fold
+
+
+def test_an_interrupted_cv_resumes_with_the_missing_fold_only(cv_run):
+    out, args = cv_run
+    (out / "r1-fold2" / "oof.json").unlink()
+    stamps = {k: (out / f"r1-fold{k}" / "model.safetensors").stat().st_mtime_ns for k in (1, 3)}
+    before = json.loads((out / "cv.json").read_text())["sets"]["out-of-fold"]["logreg"]["balanced_accuracy"]
+    assert main(args) == 0
+    assert (out / "r1-fold2" / "oof.json").is_file()
+    assert {k: (out / f"r1-fold{k}" / "model.safetensors").stat().st_mtime_ns for k in (1, 3)} == stamps
+    after = json.loads((out / "cv.json").read_text())["sets"]["out-of-fold"]["logreg"]["balanced_accuracy"]
+    assert after == before                                    # the same songs, the same seeds: the same figures
+    assert main(args[:-2] + ["--folds", "4", "--jobs", "2"]) == 2      # other settings are refused
+
+
+def test_repeats_average_and_keep_an_interval():
+    from progrock.cv import _repeated_intervals
+    from progrock.evaluation.verdict import SongResult
+
+    rng = np.random.default_rng(0)
+    truth = ["prog" if i % 3 == 0 else "nonprog" for i in range(60)]
+    reps = []
+    for r in range(3):
+        right = rng.random(60) < 0.8
+        reps.append([SongResult(path=str(i), truth=t, verdict=t if ok else ("nonprog" if t == "prog" else "prog"),
+                                probability=float(ok == (t == "prog")) * 0.5 + 0.25)
+                     for i, (t, ok) in enumerate(zip(truth, right))])
+    iv = _repeated_intervals(reps, seed=0)["balanced_accuracy"]
+    assert iv["n"] == 60 and iv["low"] < iv["value"] < iv["high"]
+    assert 0.65 < iv["value"] < 0.95
