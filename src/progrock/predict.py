@@ -47,7 +47,7 @@ def open_run(run: str | os.PathLike | Run) -> Run:
 
 
 def classify(run: Run, features: dict[str, np.ndarray], *, name: str = "<array>", duration: float | None = None,
-             model: str | None = None, tags: bool = False) -> SongResult:
+             model: str | None = None, tags: bool = False, threshold: float | None = None) -> SongResult:
     """Verdict on one song from its feature matrices by set name (the array layer).
 
     Parameters
@@ -59,8 +59,14 @@ def classify(run: Run, features: dict[str, np.ndarray], *, name: str = "<array>"
         Which of the run's models gives the verdict (default: ``run.default_model``).
     tags : bool
         Add what the pretrained tagger hears (needs the ``musicnn`` set).
+    threshold : float, optional
+        Instead of the model's own threshold.
     """
     model = model or run.default_model
+    if threshold is not None:
+        from dataclasses import replace
+
+        run = replace(run, entries={**run.entries, model: replace(run.entries[model], threshold=threshold)})
     seconds = duration if duration is not None else (
         features["seed43"].shape[1] / run.feature_config("seed43").frame_rate)
     judged = run.judge(Songs([name], {k: [v] for k, v in features.items()}, [seconds]), [model], tags=tags)
@@ -90,8 +96,8 @@ def _resampled_features(y: np.ndarray, config) -> np.ndarray:
 
 
 def classify_file(run: Run, path: str | os.PathLike, *, name: str | None = None, model: str | None = None,
-                  tags: bool = False, cache: FeatureCache | None = None,
-                  max_seconds: float | None = None) -> SongResult:
+                  tags: bool = False, cache: FeatureCache | None = None, max_seconds: float | None = None,
+                  threshold: float | None = None) -> SongResult:
     """Verdict on one audio file; raises a :class:`ProgrockError` naming it if it cannot be read
     (or, with ``max_seconds``, if it is longer)."""
     configs = run.needs([model or run.default_model], tags=tags)
@@ -99,7 +105,7 @@ def classify_file(run: Run, path: str | os.PathLike, *, name: str | None = None,
     feats = dict(zip([c.name for c in configs], mats))
     seed43 = run.feature_config("seed43")
     return classify(run, feats, name=name or str(path), duration=feats["seed43"].shape[1] / seed43.frame_rate,
-                    model=model, tags=tags)
+                    model=model, tags=tags, threshold=threshold)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -150,18 +156,19 @@ def _song_job(args: tuple) -> tuple[SongResult | None, str]:
     """Features and verdict of one file (in a worker; the same function for every engine).
 
     ``args``: the name to report, the path to open, the cache folder or ``None``,
-    the run (see :func:`_run_ref`), the model and whether to add tags. A bad
+    the run (see :func:`_run_ref`), the model, whether to add tags and a threshold. A bad
     file is a value, never an exception, so no engine retries it.
     """
-    name, path, cache, ref, model, tags = args
+    name, path, cache, ref, model, tags, threshold = args
     return file_outcome(lambda: classify_file(_worker_run(ref), path, name=name, model=model, tags=tags,
-                                              cache=FeatureCache(cache) if cache else None))
+                                              threshold=threshold, cache=FeatureCache(cache) if cache else None))
 
 
 def classify_files(run: Run, paths: Sequence[str | os.PathLike], *, jobs: int = 1,
                    cache: FeatureCache | None = None, model: str | None = None, tags: bool = False,
-                   progress: Callable[[int], None] | None = None, engine: Engine | None = None,
-                   ordered: bool = True) -> Iterator[tuple[str, SongResult | None, str]]:
+                   threshold: float | None = None, progress: Callable[[int], None] | None = None,
+                   engine: Engine | None = None, ordered: bool = True
+                   ) -> Iterator[tuple[str, SongResult | None, str]]:
     """Verdicts on many files, each file's features and verdict in a worker.
 
     Runs in ``jobs`` local processes, or on ``engine`` (see
@@ -178,7 +185,7 @@ def classify_files(run: Run, paths: Sequence[str | os.PathLike], *, jobs: int = 
     run.model_names([model or run.default_model])            # an unknown model fails before any work
     ref = _run_ref(run)
     root = os.path.abspath(cache.root) if cache is not None else None
-    args = [(str(p), os.path.abspath(p), root, ref, model, tags) for p in paths]
+    args = [(str(p), os.path.abspath(p), root, ref, model, tags, threshold) for p in paths]
     engine = engine or LocalEngine(jobs)
     kw = dict(progress=progress, on_error=lambda item, reason: (None, reason))
     results = (enumerate(engine.map_ordered(_song_job, args, **kw)) if ordered

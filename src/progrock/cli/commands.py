@@ -304,8 +304,7 @@ def cv(data: Path, out_dir: Path, folds: int, repeats: int, recipe: str, models:
         outcome = cross_validate(data, out_dir, cache=store.root, folds=folds, repeats=repeats, plan=plan,
                                  seed=seed, jobs=usable_jobs(jobs), hooks=hooks)
     print_evaluation(outcome.evaluation)
-    out.print(f"
-report: {outcome.report.resolve()}")
+    out.print(f"\nreport: {outcome.report.resolve()}")
 
 
 @cli.command()
@@ -343,6 +342,9 @@ def _barcode_name(path: str, used: set[str]) -> str:
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--model", default=None, help="Which of the run's models gives the verdict (default: the run's "
                                             "best on validation; see `progrock evaluate`).")
+@click.option("--threshold", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=None,
+              help="Use this threshold instead of the model's own (on snippets for a vote, on the song's "
+                   "probability otherwise).")
 @click.option("--tags", is_flag=True, help="Also show what the pretrained tagger (musicnn) hears.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per song, one per line.")
 @click.option("--csv", "as_csv", is_flag=True, help="A CSV table.")
@@ -357,7 +359,8 @@ def _barcode_name(path: str, used: set[str]) -> str:
                    "unless --json or --csv.")
 @jobs_option
 @engine_options
-def predict(run_dir: str, inputs: tuple[Path, ...], model: str | None, tags: bool, as_json: bool, as_csv: bool,
+def predict(run_dir: str, inputs: tuple[Path, ...], model: str | None, threshold: float | None, tags: bool,
+            as_json: bool, as_csv: bool,
             barcode_dir: Path | None, cache: Path | None, no_cache: bool, out_path: Path | None, jobs: int | None,
             engine: str, scheduler: str | None) -> None:
     """Classify songs (files or folders) with a run's models; RUN is a run folder or `musicnn` (built in).
@@ -387,7 +390,7 @@ def predict(run_dir: str, inputs: tuple[Path, ...], model: str | None, tags: boo
     n_prog = n_done = 0
     with open_engine(engine, scheduler, jobs) as runner, meter(console, "classifying", len(files)) as advance:
         for path, result, reason in classify_files(run, files, cache=store, model=model, tags=tags, engine=runner,
-                                                   progress=advance, ordered=table is None):
+                                                   threshold=threshold, progress=advance, ordered=table is None):
             if result is None:
                 failures.append((path, reason))
                 continue

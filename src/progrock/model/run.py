@@ -207,6 +207,8 @@ class Run:
         """
         names = self.model_names(models)
         ok, skipped = self._usable(songs)
+        if not ok:
+            return Judgement({m: [] for m in names}, skipped)
         batch = Songs([songs.names[i] for i in ok], {k: [v[i] for i in ok] for k, v in songs.features.items()},
                       [songs.durations[i] for i in ok], [songs.truths[i] for i in ok])
         cnn = self._cnn_snippets(batch) if any(self.entries[m].needs_cnn for m in names) else None

@@ -162,11 +162,12 @@ def fit_run(data: SongFeatures, run_dir: Path, plan: FitPlan, *, log: Callable[[
     if any(m in models for m in ("cnn", "cnn_mean", "structure")):
         oof = _fit_cnn(run, data, plan, run_dir, log=log, progress=progress, member=member, resume=resume)
         _cnn_entries(run, val, y_val, models)
+    inputs: dict[str, np.ndarray] = {}
     for name in ("logreg", "extratrees"):
         if name in models:
-            _fit_classical(run, name, "song_statistics", train, y_train, val, y_val, plan)
+            inputs[name] = _fit_classical(run, name, "song_statistics", train, y_train, val, y_val, plan)
     if "structure" in models:
-        _fit_structure(run, train, y_train, val, y_val, plan, oof)
+        inputs["structure"] = _fit_structure(run, train, y_train, val, y_val, plan, oof)
     if "musicnn" in models or "musicnn_head" in models:
         from progrock.model.musicnn.fit import fit_musicnn_models
 
@@ -176,7 +177,8 @@ def fit_run(data: SongFeatures, run_dir: Path, plan: FitPlan, *, log: Callable[[
 
     run.familiarity = fit_familiarity(np.stack([song_statistics(x) for x in train.features["seed43"]]),
                                       seed=plan.train_config.seed)
-    run.default_model, run.description["validation"] = _choose_default(run, val, y_val)
+    train_oof = _training_out_of_fold(run, train, y_train, oof, inputs, plan) if oof else {}
+    run.default_model, run.description["validation"] = _choose_default(run, val, y_val, train_oof, y_train)
     return run
 
 
@@ -191,7 +193,7 @@ def _fit_cnn(run: Run, data: SongFeatures, plan: FitPlan, run_dir: Path, *, log,
     train, validation = sets["train"], sets["validation"]
     tc = plan.cnn_config()
     folds = plan.folds if plan.recipe == "default" else 1
-    fold_of = _song_folds(train.frames, folds, seed=tc.seed)
+    fold_of = _song_folds(train.frames.labels, folds, seed=tc.seed)
     oof: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     fc = FeatureConfig.named("seed43")
     for k in range(folds):
@@ -213,12 +215,13 @@ def _fit_cnn(run: Run, data: SongFeatures, plan: FitPlan, run_dir: Path, *, log,
     return oof or None
 
 
-def _song_folds(frames: SongFrames, folds: int, *, seed: int) -> np.ndarray:
+def _song_folds(labels: np.ndarray, folds: int, *, seed: int) -> np.ndarray:
     """A fold per song, stratified by label (copies of a recording are already one song's split)."""
-    fold = np.zeros(len(frames.songs), dtype=np.int64)
+    labels = np.asarray(labels)
+    fold = np.zeros(len(labels), dtype=np.int64)
     rng = np.random.default_rng(seed)
-    for label in np.unique(frames.labels):
-        idx = rng.permutation(np.flatnonzero(frames.labels == label))
+    for label in np.unique(labels):
+        idx = rng.permutation(np.flatnonzero(labels == label))
         fold[idx] = np.arange(len(idx)) % max(folds, 1)
     return fold
 
@@ -258,7 +261,8 @@ def _cnn_entries(run: Run, val: Songs, y_val: np.ndarray, models: list[str]) -> 
 
 
 def _fit_classical(run: Run, name: str, input_name: str, train: Songs, y_train, val: Songs, y_val,
-                   plan: FitPlan, cnn: dict | None = None, val_cnn: dict | None = None) -> None:
+                   plan: FitPlan, cnn: dict | None = None, val_cnn: dict | None = None) -> np.ndarray:
+    """Fit a classical model on the training songs' input, its threshold on validation; the training input."""
     from progrock.model.inputs import INPUTS
 
     make = INPUTS[input_name]
@@ -271,15 +275,23 @@ def _fit_classical(run: Run, name: str, input_name: str, train: Songs, y_train, 
                          for n, x, d in zip(songs.names, songs.features["seed43"], songs.durations)])
 
     seed = plan.train_config.seed
-    model = (classical.fit_forest(X(train, cnn), y_train, seed=seed) if name == "extratrees"
-             else classical.fit_logistic(X(train, cnn), y_train, seed=seed))
+    X_train = X(train, cnn)
+    model = _fit_kind("forest" if name == "extratrees" else "logistic", X_train, y_train, seed=seed)
     run.classical[name] = model
     threshold = _threshold(y_val, model.predict(X(val, val_cnn)))
     run.entries[name] = ModelEntry(model.kind, TITLES[name], "mean", threshold, input=input_name,
                                    threshold_rule="chosen on the validation songs")
+    return X_train
 
 
-def _fit_structure(run: Run, train: Songs, y_train, val: Songs, y_val, plan: FitPlan, oof: dict | None) -> None:
+def _fit_kind(kind: str, X: np.ndarray, y: np.ndarray, *, seed: int, sample_weight=None) -> classical.ClassicalModel:
+    if kind == "forest":
+        return classical.fit_forest(X, y, seed=seed)
+    return classical.fit_logistic(X, y, seed=seed, sample_weight=sample_weight)
+
+
+def _fit_structure(run: Run, train: Songs, y_train, val: Songs, y_val, plan: FitPlan, oof: dict | None
+                   ) -> np.ndarray:
     """The structure model: training songs' CNN profiles out of fold; without them (the seed
     recipe) the profile is left out rather than taken from a network that learnt the songs."""
     c = run.snippet_config
@@ -289,26 +301,72 @@ def _fit_structure(run: Run, train: Songs, y_train, val: Songs, y_val, plan: Fit
 
         n = len(DESCRIPTOR_NAMES)
         zero = {k: (np.zeros(0), np.zeros(0)) for k in set(train.names) | set(val.names)}
-        _fit_classical(run, "structure", "structure", train, y_train, val, y_val, plan, zero, zero)
+        X = _fit_classical(run, "structure", "structure", train, y_train, val, y_val, plan, zero, zero)
         run.entries["structure"].title = "Song structure (logistic; descriptors only, no out-of-fold CNN)"
         run.classical["structure"].arrays["coef"][n:] = 0.0
-        return
-    _fit_classical(run, "structure", "structure", train, y_train, val, y_val, plan, oof, val_cnn)
+        return X
+    return _fit_classical(run, "structure", "structure", train, y_train, val, y_val, plan, oof, val_cnn)
 
 
-def _choose_default(run: Run, val: Songs, y_val: np.ndarray) -> tuple[str, dict]:
-    """The model with the best validation song balanced accuracy (ties: :data:`PREFERENCE`); every
-    model's validation balanced accuracy and mean probability per class (the reference against which a
-    shift of its probabilities on new music is measured)."""
+def _training_out_of_fold(run: Run, train: Songs, y_train: np.ndarray, oof: dict, inputs: dict[str, np.ndarray],
+                          plan: FitPlan) -> dict[str, np.ndarray]:
+    """Each model's verdicts (0/1) on the training songs from fits that never saw the song.
+
+    The CNN's come from its fold members; a classical model is refitted on the
+    same folds; the zero-shot tag needs no fit. Each at the model's stored
+    threshold. With the validation songs they choose the default model on more
+    songs than validation alone holds.
+    """
+    folds = _song_folds(y_train, plan.folds, seed=plan.train_config.seed)
+    out: dict[str, np.ndarray] = {}
+    for name, entry in run.entries.items():
+        if entry.kind == "cnn":
+            probs = [oof[n][1] for n in train.names]
+            score = (np.array([np.mean(p >= entry.threshold) for p in probs]) >= 0.5 if entry.rule == "vote"
+                     else np.array([p.mean() for p in probs]) >= entry.threshold)
+            out[name] = score.astype(np.int64)
+        elif name in inputs:
+            p = np.empty(len(y_train))
+            for k in range(plan.folds):
+                held = folds == k
+                fit = _fit_kind(entry.kind, inputs[name][~held], y_train[~held], seed=plan.train_config.seed)
+                p[held] = fit.predict(inputs[name][held])
+            out[name] = (p >= entry.threshold).astype(np.int64)
+        elif entry.kind == "musicnn":
+            from progrock.model.musicnn.features import prog_tag
+
+            out[name] = (np.array([prog_tag(x).mean() for x in train.features["musicnn"]]) >= entry.threshold
+                         ).astype(np.int64)
+        elif entry.kind == "patches":
+            from progrock.model.musicnn.fit import head_out_of_fold
+
+            out[name] = head_out_of_fold(train.features["musicnn"], y_train, folds, entry.threshold,
+                                         seed=plan.train_config.seed)
+    return out
+
+
+def _choose_default(run: Run, val: Songs, y_val: np.ndarray, train_oof: dict[str, np.ndarray],
+                    y_train: np.ndarray) -> tuple[str, dict]:
+    """The model with the best song balanced accuracy on the validation songs and, where there are
+    out-of-fold verdicts, the training songs too (ties: :data:`PREFERENCE`); every model's validation
+    balanced accuracy and mean probability per class (the reference against which a shift of its
+    probabilities on new music is measured)."""
     judged = run.judge(val).results
-    scores, means = {}, {}
+    scores, pooled, means = {}, {}, {}
     for name, rows in judged.items():
         truth = np.array([CLASSES.index(r.truth) for r in rows])
         pred = np.array([r.is_prog for r in rows], dtype=float)
         prob = np.array([r.probability for r in rows])
         scores[name] = float(balanced_accuracy_at(truth, pred, [0.5])[0])
         means[name] = {c: float(prob[truth == i].mean()) for i, c in enumerate(CLASSES)}
-    best = max(scores.values())
-    default = next(m for m in PREFERENCE if scores.get(m) == best)
+        if name in train_oof:
+            y = np.concatenate([y_train, truth])
+            pooled[name] = float(balanced_accuracy_at(y, np.concatenate([train_oof[name], pred]), [0.5])[0])
+    chooser = pooled if len(pooled) == len(scores) else scores
+    best = max(chooser.values())
+    default = next(m for m in PREFERENCE if chooser.get(m) == best)
     return default, {"split": "validation", "n_songs": len(y_val), "balanced_accuracy": scores,
-                     "class_means": means}
+                     "class_means": means,
+                     "chosen_by": ("balanced accuracy on the validation songs and the training songs' out-of-fold "
+                                   "verdicts" if chooser is pooled else "balanced accuracy on the validation songs"),
+                     "pooled_balanced_accuracy": pooled, "n_pooled_songs": len(y_val) + len(y_train)}

@@ -30,6 +30,32 @@ def _threshold(y: np.ndarray, scores: np.ndarray) -> float:
     return float(np.clip(choose_threshold(y, scores), 1e-6, 1 - 1e-6))
 
 
+def _fit_head(features: list[np.ndarray], y: np.ndarray, *, seed: int):
+    """The logistic head on every patch of ``features`` (each song weighing the same)."""
+    X = [patch_embeddings(x) for x in features]
+    weights = np.concatenate([np.full(len(e), 1.0 / max(len(e), 1)) for e in X])
+    labels = np.concatenate([np.full(len(e), label) for e, label in zip(X, y)])
+    return fit_logistic(np.concatenate(X), labels, seed=seed, sample_weight=weights)
+
+
+def _vote_scores(head, features: list[np.ndarray]) -> np.ndarray:
+    """Per song, the vote score of the head's patch probabilities (see :func:`song_vote_scores`)."""
+    probs = [head.predict(patch_embeddings(x)) for x in features]
+    song = np.concatenate([np.full(len(p), i) for i, p in enumerate(probs)])
+    return song_vote_scores(np.concatenate(probs), song, len(probs))
+
+
+def head_out_of_fold(features: list[np.ndarray], y: np.ndarray, folds: np.ndarray, threshold: float, *,
+                     seed: int = 0) -> np.ndarray:
+    """The head's verdicts (0/1) on songs from heads fitted without the song's fold."""
+    out = np.zeros(len(y), dtype=np.int64)
+    for k in np.unique(folds):
+        held = np.flatnonzero(folds == k)
+        head = _fit_head([x for i, x in enumerate(features) if folds[i] != k], y[folds != k], seed=seed)
+        out[held] = _vote_scores(head, [features[i] for i in held]) >= threshold
+    return out
+
+
 def fit_musicnn_models(run: Run, models: list[str], train: Songs, y_train: np.ndarray, val: Songs,
                        y_val: np.ndarray, *, seed: int = 0) -> None:
     """Add the musicnn models named in ``models`` to ``run`` (the songs carry the ``musicnn`` set)."""
@@ -38,13 +64,8 @@ def fit_musicnn_models(run: Run, models: list[str], train: Songs, y_train: np.nd
         run.entries["musicnn"] = ModelEntry("musicnn", TITLES["musicnn"], "mean", _threshold(y_val, scores),
                                             threshold_rule=RULE)
     if "musicnn_head" in models:
-        X = [patch_embeddings(x) for x in train.features["musicnn"]]
-        weights = np.concatenate([np.full(len(e), 1.0 / max(len(e), 1)) for e in X])
-        y = np.concatenate([np.full(len(e), label) for e, label in zip(X, y_train)])
-        head = fit_logistic(np.concatenate(X), y, seed=seed, sample_weight=weights)
+        head = _fit_head(train.features["musicnn"], y_train, seed=seed)
         run.classical["musicnn_head"] = head
-        val_probs = [head.predict(patch_embeddings(x)) for x in val.features["musicnn"]]
-        song = np.concatenate([np.full(len(p), i) for i, p in enumerate(val_probs)])
-        vote = song_vote_scores(np.concatenate(val_probs), song, len(val_probs))
+        vote = _vote_scores(head, val.features["musicnn"])
         run.entries["musicnn_head"] = ModelEntry("patches", TITLES["musicnn_head"], "vote",
                                                  _threshold(y_val, vote), input="musicnn", threshold_rule=RULE)
