@@ -81,7 +81,7 @@ def network_gflop(model, n_frames: int = 187, n_mels: int = 96) -> tuple[float, 
         The whole network's, and what is left after the front-end channels
         proven silent over musicnn's input range are skipped.
     """
-    from progrock.model.musicnn.network import silent_channels
+    from progrock.features.musicnn.network import silent_channels
 
     lo, hi = model._normalised_range(torch.zeros(1))
     full = computed = 0
@@ -110,8 +110,8 @@ def gemm_gflops(seconds: float = 2.0) -> float:
 
 def ours(path: Path, model, tick) -> dict:
     from progrock.audio import decode
-    from progrock.model.musicnn import preprocess as pp
-    from progrock.model.musicnn.tagger import run_patches
+    from progrock.features.musicnn import preprocess as pp
+    from progrock.features.musicnn.tagger import run_patches
 
     t0 = tick()
     d = decode(path, sr=pp.SR)
@@ -150,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     sys.path.insert(0, str(ROOT / "src"))
-    from progrock.model.musicnn.network import load_musicnn
+    from progrock.features.musicnn.network import load_musicnn
 
     torch.set_num_threads(1)
     tick = clock(args.clock)

@@ -41,13 +41,13 @@ import torch
 
 from progrock.audio import decode
 from progrock.errors import ModelError, ProgrockError
-from progrock.model.musicnn import preprocess as pp
-from progrock.model.musicnn import tfbundle
-from progrock.model.musicnn.convert import CHECKPOINT, convert_wheel
-from progrock.model.musicnn.convert import main as convert_main
-from progrock.model.musicnn.network import (PROG_TAG, TAGS, MusicnnMSD, TimbralBlock, count_values, load_musicnn,
+from progrock.features.musicnn import preprocess as pp
+from progrock.features.musicnn import tfbundle
+from progrock.features.musicnn.convert import CHECKPOINT, convert_wheel
+from progrock.features.musicnn.convert import main as convert_main
+from progrock.features.musicnn.network import (PROG_TAG, TAGS, MusicnnMSD, TimbralBlock, count_values, load_musicnn,
                                             silent_channels, weights_path)
-from progrock.model.musicnn.tagger import MusicnnStream, run_patches, song_tags_and_embeddings
+from progrock.features.musicnn.tagger import MusicnnStream, run_patches, song_tags_and_embeddings
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = ROOT / "tests" / "data" / "musicnn_reference.npz"
@@ -135,7 +135,7 @@ def test_log_mel_equals_the_originals_bit_for_bit(ref):
 
 
 def test_log_mel_equals_librosa_on_a_long_signal():
-    """Past :data:`~progrock.model.musicnn.preprocess.CHUNK_SAMPLES`: the chunked STFT joins up exactly."""
+    """Past :data:`~progrock.features.musicnn.preprocess.CHUNK_SAMPLES`: the chunked STFT joins up exactly."""
     import librosa
 
     s = REF.synthetic_signals()
@@ -362,7 +362,7 @@ def test_conversion_from_the_wheel_equals_the_shipped_files(wheel, tmp_path):
 
 
 def test_the_converter_runs_as_a_module(wheel, tmp_path, capsys):
-    r = subprocess.run([sys.executable, "-m", "progrock.model.musicnn.convert", str(wheel), str(tmp_path)],
+    r = subprocess.run([sys.executable, "-m", "progrock.features.musicnn.convert", str(wheel), str(tmp_path)],
                        capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
     assert r.returncode == 0, r.stderr
     assert Path(r.stdout.strip()) == tmp_path / "msd_musicnn.safetensors"
@@ -490,9 +490,9 @@ def test_a_wheel_built_from_the_repository_ships_the_weights_licence_and_web_pag
     (built,) = (tmp_path / "dist").glob("progrock-*.whl")
     with zipfile.ZipFile(built) as z:
         names = set(z.namelist())
-        weights = z.read("progrock/model/musicnn/weights/msd_musicnn.safetensors")
+        weights = z.read("progrock/features/musicnn/weights/msd_musicnn.safetensors")
     assert weights == weights_path().read_bytes()
     for name in ("msd_musicnn.json", "LICENSE.musicnn"):
-        assert f"progrock/model/musicnn/weights/{name}" in names
+        assert f"progrock/features/musicnn/weights/{name}" in names
     static = {p.name for p in (ROOT / "src" / "progrock" / "serve" / "static").iterdir() if p.is_file()}
     assert static and {f"progrock/serve/static/{n}" for n in static} <= names

@@ -88,7 +88,7 @@ def _fold_job(args: tuple) -> dict:
     """
     from progrock.model.run import load_run, save_run
     from progrock.training.fit import fit_run
-    from progrock.workflow import song_features, songs_of
+    from progrock.workflow import song_features, songs_of, trained_on
 
     fold_dir, manifest_path, cache, plan_json, threads = args
     fold_dir = Path(fold_dir)
@@ -98,7 +98,9 @@ def _fold_job(args: tuple) -> dict:
     from progrock.training.fit import needs
 
     data = song_features(manifest, needs(plan), cache)
-    run = fit_run(data, fold_dir, plan, log=lambda _line: None)
+    run = fit_run(data, fold_dir, plan, log=lambda _line: None,
+                  description={"trained_on": trained_on(Path(manifest_path), manifest, needs(plan)),
+                               "recipe": plan.recipe, "cross_validation_fold": fold_dir.name})
     save_run(fold_dir, run)
     run = load_run(fold_dir)
     judged = run.judge(songs_of(data, "test"))

@@ -40,7 +40,7 @@ def open_run(run: str | os.PathLike | Run) -> Run:
     if isinstance(run, Run):
         return run
     if str(run) in BUILT_IN and not Path(run).exists():
-        from progrock.model.musicnn.builtin import builtin_run
+        from progrock.model.pretrained import builtin_run
 
         return builtin_run()
     return load_run(run)

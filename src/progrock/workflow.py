@@ -158,7 +158,7 @@ def _environment() -> dict:
             "numpy": np.__version__, "machine": platform.machine(), "cpus": os.cpu_count()}
 
 
-def _trained_on(source: Path, manifest: Manifest, configs: list[FeatureConfig]) -> dict:
+def trained_on(source: Path, manifest: Manifest, configs: list[FeatureConfig]) -> dict:
     """What a run's models have heard: the source, whether it is progrock's synthetic demo corpus, songs per class."""
     corpus = (source if source.is_dir() else source.parent) / "corpus.json"
     synthetic = False
@@ -261,7 +261,7 @@ def train_run(source: str | os.PathLike, run_dir: str | os.PathLike, *, cache: s
     data = _rebase(data, manifest)
     atomic_write_json(run_dir / "config.json", config)
     run = fit_run(data, run_dir, plan, log=hooks.log, progress=hooks.epoch, member=hooks.member, resume=resume,
-                  description={"trained_on": _trained_on(source, manifest, configs), "recipe": plan.recipe})
+                  description={"trained_on": trained_on(source, manifest, configs), "recipe": plan.recipe})
     save_run(run_dir, run)
     run = load_run(run_dir)                       # what every later command will load
     evaluation = evaluate(run, {s: songs_of(data, s) for s in manifest.sets}, seed=plan.train_config.seed)

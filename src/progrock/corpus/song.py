@@ -352,6 +352,39 @@ _PROG_MODES = ("minor", "dorian", "major", "mixolydian", "phrygian", "lydian", "
 _PROG_KINDS = ("theme", "verse", "chorus", "solo", "interlude", "bridge")
 
 
+def _prog_meter(rng: np.random.Generator, p_odd: float) -> str:
+    """A prog section's meter: odd (or alternating odd|even) with probability ``p_odd``."""
+    if rng.random() < p_odd:
+        r = rng.random()
+        return (str(rng.choice(ODD_METERS)) if r < 0.8 else
+                f"{rng.choice(['7/8', '5/8', '7/4', '5/4'])}|{rng.choice(['4/4', '6/8', '3/4'])}")
+    return str(rng.choice(["4/4", "4/4", "3/4", "6/8"]))
+
+
+def _prog_parts(rng: np.random.Generator, name: str, energy: int, *, keys: list[str], flute: bool,
+                soloists: list[str], quiet_pool: list[str], loud_rhythm: list[str]) -> tuple[dict[str, str], str]:
+    """Who plays in a prog section, and the lead's style."""
+    parts: dict[str, str] = {}
+    lead_style = "none"
+    if energy == 0:
+        parts["rhythm"] = str(rng.choice(quiet_pool))
+        if rng.random() < 0.5:
+            quiet_leads = ["flute"] if flute else ["voice", "guitar_lead"]
+            parts["lead"], lead_style = str(rng.choice(quiet_leads)), "melody"
+    else:
+        parts.update(drums="drums", bass="bass", rhythm=str(rng.choice(loud_rhythm)))
+        if name in ("verse", "chorus", "bridge"):
+            parts["lead"], lead_style = "voice", "melody"
+        elif name == "solo":
+            parts["lead"], lead_style = str(rng.choice(soloists)), "solo"
+        elif name in ("theme", "outro", "intro"):
+            parts["lead"], lead_style = str(rng.choice(soloists)), "theme"
+    pads = [k for k in keys if k in ("strings", "pad", "organ") and k != parts.get("rhythm")]
+    if pads and rng.random() < 0.6:
+        parts["pad"] = str(rng.choice(pads))
+    return parts, lead_style
+
+
 def _plan_prog(rng: np.random.Generator, d: float) -> tuple[list[Section], dict, float]:
     base_tempo = float(rng.uniform(70, 170))
     tonic = int(rng.integers(12))
@@ -400,30 +433,9 @@ def _plan_prog(rng: np.random.Generator, d: float) -> tuple[list[Section], dict,
                 cur_mode = str(rng.choice(_PROG_MODES))
         energy = {"intro": int(rng.choice([0, 0, 1])), "interlude": 0, "verse": 1, "bridge": 1,
                   "outro": int(rng.choice([0, 1, 2]))}.get(name, 2)
-        if rng.random() < p_odd:
-            r = rng.random()
-            meter = (str(rng.choice(ODD_METERS)) if r < 0.8 else
-                     f"{rng.choice(['7/8', '5/8', '7/4', '5/4'])}|{rng.choice(['4/4', '6/8', '3/4'])}")
-        else:
-            meter = str(rng.choice(["4/4", "4/4", "3/4", "6/8"]))
-        parts: dict[str, str] = {}
-        lead_style = "none"
-        if energy == 0:
-            parts["rhythm"] = str(rng.choice(quiet_pool))
-            if rng.random() < 0.5:
-                quiet_leads = ["flute"] if flute else ["voice", "guitar_lead"]
-                parts["lead"], lead_style = str(rng.choice(quiet_leads)), "melody"
-        else:
-            parts.update(drums="drums", bass="bass", rhythm=str(rng.choice(loud_rhythm)))
-            if name in ("verse", "chorus", "bridge"):
-                parts["lead"], lead_style = "voice", "melody"
-            elif name == "solo":
-                parts["lead"], lead_style = str(rng.choice(soloists)), "solo"
-            elif name in ("theme", "outro", "intro"):
-                parts["lead"], lead_style = str(rng.choice(soloists)), "theme"
-        pads = [k for k in keys if k in ("strings", "pad", "organ") and k != parts.get("rhythm")]
-        if pads and rng.random() < 0.6:
-            parts["pad"] = str(rng.choice(pads))
+        meter = _prog_meter(rng, p_odd)
+        parts, lead_style = _prog_parts(rng, name, energy, keys=keys, flute=flute, soloists=soloists,
+                                        quiet_pool=quiet_pool, loud_rhythm=loud_rhythm)
         sections.append(Section(name=name, material=material, bars=_NOMINAL_BARS[name],
                                 meter=meter, tempo=round(cur_tempo, 1), tonic=cur_tonic,
                                 mode=cur_mode, energy=energy, parts=parts, lead_style=lead_style,

@@ -181,13 +181,13 @@ def _logmel(c: FeatureConfig) -> Accumulator:
 
 
 def _musicnn(c: FeatureConfig) -> Accumulator:
-    from progrock.model.musicnn.features import MusicnnFeatures
+    from progrock.features.musicnn.features import MusicnnFeatures
 
     return MusicnnFeatures()
 
 
 def _musicnn_names(c: FeatureConfig) -> list[str]:
-    from progrock.model.musicnn.features import row_names
+    from progrock.features.musicnn.features import row_names
 
     return row_names()
 

@@ -266,7 +266,7 @@ class Run:
                              truth=songs.truths[i])
 
     def _patch_verdict(self, name: str, entry: ModelEntry, songs: Songs, i: int) -> SongResult:
-        from progrock.model.musicnn.features import PATCH_SECONDS, patch_embeddings, prog_tag
+        from progrock.features.musicnn.features import PATCH_SECONDS, patch_embeddings, prog_tag
 
         x = songs.features["musicnn"][i]
         probs = prog_tag(x) if entry.kind == "musicnn" else self.classical[name].predict(patch_embeddings(x))
@@ -310,7 +310,7 @@ class Run:
                 e["unfamiliar"] = bool(di > self.familiarity.cutoff)
                 e["familiarity"] = round(float(di / self.familiarity.cutoff), 3)
         if tags and "musicnn" in songs.features:
-            from progrock.model.musicnn.features import song_tags
+            from progrock.features.musicnn.features import song_tags
 
             for e, x in zip(extra, songs.features["musicnn"]):
                 e["tags"] = song_tags(x)

@@ -253,13 +253,12 @@ def model_info(run: Run, *, max_upload_bytes: int, has_report: bool,
 def create_app(run_dir: str | os.PathLike, *, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
                max_concurrent: int = DEFAULT_MAX_CONCURRENT, max_duration: float = DEFAULT_MAX_DURATION,
                allowed_hosts: Iterable[str] | None = None) -> FastAPI:
-    """The web app for the model in ``run_dir``.
+    """The web app for a run (a run folder, or ``musicnn``: the built-in tagger).
 
     Parameters
     ----------
     run_dir : path-like
-        A run folder (``model.json`` and, if present, ``report.html`` in it),
-        or a model's ``.json``/``.safetensors``.
+        A run folder (``model.json`` and, if present, ``report.html`` in it), or ``musicnn``.
     max_upload_bytes : int
         Largest accepted file in bytes (default 200 MiB).
     max_concurrent : int
@@ -277,16 +276,13 @@ def create_app(run_dir: str | os.PathLike, *, max_upload_bytes: int = DEFAULT_MA
     ValueError
         A limit that is not a positive number.
     ModelError, ConfigError
-        The model cannot be loaded (it is loaded once, here).
+        The run cannot be loaded (it is loaded once, here).
     """
     if not max_upload_bytes >= 1:
         raise ValueError(f"max_upload_bytes must be positive, got {max_upload_bytes}")
     if not 0 < max_duration < float("inf"):
         raise ValueError(f"max_duration must be a positive number of seconds, got {max_duration}")
     run = open_run(run_dir)
-    report_path = (run.path.parent / "report.html") if run.path is not None else Path("/nonexistent/report.html")
-    slots = threading.BoundedSemaphore(max(1, int(max_concurrent)))
-
     # No /docs or /redoc: FastAPI's pages load Swagger UI and ReDoc from a CDN, and
     # progrock must work offline. The schema itself is at /openapi.json.
     app = FastAPI(title="progrock", version=progrock.__version__, description=DESCRIPTION,
@@ -294,10 +290,19 @@ def create_app(run_dir: str | os.PathLike, *, max_upload_bytes: int = DEFAULT_MA
                   docs_url=None, redoc_url=None)
     app.state.run = run
     app.state.max_upload_bytes = int(max_upload_bytes)
+    app.state.max_duration = float(max_duration)
+    app.state.slots = threading.BoundedSemaphore(max(1, int(max_concurrent)))
+    app.state.report = (run.path.parent / "report.html") if run.path is not None else None
     if allowed_hosts is not None:
         app.add_middleware(HostCheck, allowed=list(allowed_hosts))
+    _add_error_handlers(app)
+    _add_api(app)
+    _add_page(app)
+    return app
 
-    # -- errors: always {"error": reason} ----------------------------------------------------
+
+def _add_error_handlers(app: FastAPI) -> None:
+    """Every error the app answers is ``{"error": reason}``."""
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -310,56 +315,64 @@ def create_app(run_dir: str | os.PathLike, *, max_upload_bytes: int = DEFAULT_MA
     async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
         return _error(422, "; ".join(str(e.get("msg", e)) for e in exc.errors()) or "invalid request")
 
-    # -- the work, in a worker thread ----------------------------------------------------------
+
+async def _receive(request: Request, folder: Path, cap: int) -> tuple[Path | None, str, JSONResponse | None]:
+    """Stream one multipart upload into ``folder``: ``(path, name, None)``, or ``(None, "", error answer)``."""
+    try:
+        boundary, charset = multipart_boundary(request.headers.get("content-type"))
+        length = request.headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > cap + MULTIPART_OVERHEAD:
+            raise UploadError(413, f"the file is larger than this server accepts ({format_bytes(cap)})")
+    except UploadError as exc:
+        return None, "", _error(exc.status, exc.message, {"Connection": "close"} if exc.status == 413 else None)
+    receiver = UploadReceiver(boundary, folder, max_bytes=cap, charset=charset)
+    try:
+        try:
+            async for chunk in request.stream():
+                if chunk:
+                    await run_in_threadpool(receiver.feed, chunk)
+            path = receiver.finish()
+        finally:
+            receiver.close()
+    except ClientDisconnect:   # the client left (or stalled and was cut off): nobody to answer
+        return None, "", _error(400, "the client disconnected before the upload ended")
+    except UploadError as exc:
+        message = exc.message
+        if exc.status == 422 and receiver.filename is not None:
+            message = f"{display_name(receiver.filename)}: {message}"
+        return None, "", _error(exc.status, message, {"Connection": "close"} if exc.status == 413 else None)
+    return path, display_name(receiver.filename), None
+
+
+def _add_api(app: FastAPI) -> None:
+    """``POST /api/classify`` and ``GET /api/model``."""
+    run: Run = app.state.run
 
     def classify_upload(path: Path, name: str, model: str | None, tags: bool) -> Prediction:
-        with slots:
-            pred = classify_bounded(run, path, name=name, max_duration=max_duration, model=model, tags=tags)
+        with app.state.slots:
+            pred = classify_bounded(run, path, name=name, max_duration=app.state.max_duration, model=model,
+                                    tags=tags)
         return Prediction(**pred.to_dict())
-
-    # -- API -------------------------------------------------------------------------------------
 
     @app.post("/api/classify", response_model=Prediction, responses=_ERRORS, tags=["classify"],
               summary="Classify one song", openapi_extra=_CLASSIFY_BODY)
     async def classify(request: Request):
         """Decode the uploaded song, cut it into snippets and give the verdict with its evidence.
 
+        ``?model=NAME`` chooses one of the run's models (default: the run's
+        default model); ``?tags=true`` adds what the pretrained tagger hears.
         The upload is streamed to a temporary folder under a name the server
         chooses and deleted afterwards; it is refused with 413 as soon as it
         passes the size cap.
         """
-        cap = app.state.max_upload_bytes
         model = request.query_params.get("model") or None
         tags = request.query_params.get("tags", "").lower() in ("1", "true", "yes", "on")
         if model is not None and model not in run.entries:
             return _error(400, f"this run has no model {model!r}; it has {', '.join(run.entries)}")
-        try:
-            boundary, charset = multipart_boundary(request.headers.get("content-type"))
-            length = request.headers.get("content-length")
-            if length is not None and length.isdigit() and int(length) > cap + MULTIPART_OVERHEAD:
-                raise UploadError(413, f"the file is larger than this server accepts ({format_bytes(cap)})")
-        except UploadError as exc:
-            return _error(exc.status, exc.message, {"Connection": "close"} if exc.status == 413 else None)
-
         with tempfile.TemporaryDirectory(prefix="progrock-upload-") as tmp:
-            receiver = UploadReceiver(boundary, Path(tmp), max_bytes=cap, charset=charset)
-            try:
-                try:
-                    async for chunk in request.stream():
-                        if chunk:
-                            await run_in_threadpool(receiver.feed, chunk)
-                    path = receiver.finish()
-                finally:
-                    receiver.close()
-            except ClientDisconnect:   # the client left (or stalled and was cut off): nobody to answer
-                return _error(400, "the client disconnected before the upload ended")
-            except UploadError as exc:
-                message = exc.message
-                if exc.status == 422 and receiver.filename is not None:
-                    message = f"{display_name(receiver.filename)}: {message}"
-                return _error(exc.status, message, {"Connection": "close"} if exc.status == 413 else None)
-
-            name = display_name(receiver.filename)
+            path, name, refused = await _receive(request, Path(tmp), app.state.max_upload_bytes)
+            if refused is not None:
+                return refused
             try:
                 return await run_in_threadpool(classify_upload, path, name, model, tags)
             except FileError as exc:   # not audio, empty, too short: the reason without our temp path
@@ -370,14 +383,16 @@ def create_app(run_dir: str | os.PathLike, *, max_upload_bytes: int = DEFAULT_MA
                 log.exception("classifying %r failed", name)
                 return _error(500, f"{name}: unexpected {type(exc).__name__} while classifying")
 
-    @app.get("/api/model", response_model=ModelInfo, tags=["model"], summary="Describe the model")
+    @app.get("/api/model", response_model=ModelInfo, tags=["model"], summary="Describe the run")
     def describe_model() -> ModelInfo:
-        """Class names, threshold, feature and snippet configuration, network, training summary and
-        stored metrics, from the model's own description."""
-        return model_info(run, max_upload_bytes=app.state.max_upload_bytes, has_report=report_path.is_file(),
-                          max_duration=max_duration)
+        """The run's models, what they were trained on and how well they did, from the run's own files."""
+        has_report = app.state.report is not None and app.state.report.is_file()
+        return model_info(run, max_upload_bytes=app.state.max_upload_bytes, has_report=has_report,
+                          max_duration=app.state.max_duration)
 
-    # -- the page --------------------------------------------------------------------------------
+
+def _add_page(app: FastAPI) -> None:
+    """The page, its assets, and the run's report."""
 
     @app.get("/", include_in_schema=False)
     def page() -> FileResponse:
@@ -389,10 +404,10 @@ def create_app(run_dir: str | os.PathLike, *, max_upload_bytes: int = DEFAULT_MA
                         404: {"model": ErrorResponse, "description": "The run has no report."}})
     def report():
         """The run folder's ``report.html`` and nothing else from the run folder."""
-        if not report_path.is_file():
+        path = app.state.report
+        if path is None or not path.is_file():
             return _error(404, "this run has no evaluation report (run `progrock evaluate` to write one)")
-        return FileResponse(report_path, media_type="text/html",
+        return FileResponse(path, media_type="text/html",
                             headers={"X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"})
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR, follow_symlink=False), name="static")
-    return app

@@ -169,7 +169,7 @@ def fit_run(data: SongFeatures, run_dir: Path, plan: FitPlan, *, log: Callable[[
     if "structure" in models:
         inputs["structure"] = _fit_structure(run, train, y_train, val, y_val, plan, oof)
     if "musicnn" in models or "musicnn_head" in models:
-        from progrock.model.musicnn.fit import fit_musicnn_models
+        from progrock.model.pretrained import fit_musicnn_models
 
         fit_musicnn_models(run, [m for m in models if m.startswith("musicnn")], train, y_train, val, y_val,
                            seed=plan.train_config.seed)
@@ -333,12 +333,12 @@ def _training_out_of_fold(run: Run, train: Songs, y_train: np.ndarray, oof: dict
                 p[held] = fit.predict(inputs[name][held])
             out[name] = (p >= entry.threshold).astype(np.int64)
         elif entry.kind == "musicnn":
-            from progrock.model.musicnn.features import prog_tag
+            from progrock.features.musicnn.features import prog_tag
 
             out[name] = (np.array([prog_tag(x).mean() for x in train.features["musicnn"]]) >= entry.threshold
                          ).astype(np.int64)
         elif entry.kind == "patches":
-            from progrock.model.musicnn.fit import head_out_of_fold
+            from progrock.model.pretrained import head_out_of_fold
 
             out[name] = head_out_of_fold(train.features["musicnn"], y_train, folds, entry.threshold,
                                          seed=plan.train_config.seed)

@@ -1,7 +1,7 @@
 """The ``musicnn`` feature set: per 3-s patch, musicnn's penultimate embedding and its 50 tags.
 
 A matrix ``[250, n_patches]``: rows 0-199 the embedding (the transfer-learning
-input), rows 200-249 the tag probabilities in :data:`~progrock.model.musicnn.network.TAGS`'s
+input), rows 200-249 the tag probabilities in :data:`~progrock.features.musicnn.network.TAGS`'s
 order (the zero-shot prog score and the tags a person can read). Computed once
 per song through the feature cache, like every set (:mod:`progrock.features.sets`).
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from progrock.model.musicnn.preprocess import PATCH_SECONDS
+from progrock.features.musicnn.preprocess import PATCH_SECONDS
 
 N_EMBEDDING = 200
 """Rows of the penultimate embedding."""
@@ -18,7 +18,7 @@ N_EMBEDDING = 200
 
 def row_names() -> list[str]:
     """``embedding_0`` ... ``embedding_199``, then ``tag_<name>`` for the 50 tags."""
-    from progrock.model.musicnn.network import TAGS
+    from progrock.features.musicnn.network import TAGS
 
     return [f"embedding_{i}" for i in range(N_EMBEDDING)] + [f"tag_{t}" for t in TAGS]
 
@@ -35,14 +35,14 @@ def tag_rows(x: np.ndarray) -> np.ndarray:
 
 def prog_tag(x: np.ndarray) -> np.ndarray:
     """The "Progressive rock" tag's probability per patch, ``[n_patches]`` (float64)."""
-    from progrock.model.musicnn.network import PROG_TAG, TAGS
+    from progrock.features.musicnn.network import PROG_TAG, TAGS
 
     return tag_rows(x)[TAGS.index(PROG_TAG)].astype(np.float64)
 
 
 def song_tags(x: np.ndarray) -> dict[str, float]:
     """Every tag's song-mean probability, in musicnn's own spelling, most likely first."""
-    from progrock.model.musicnn.network import TAGS
+    from progrock.features.musicnn.network import TAGS
 
     means = tag_rows(x).mean(axis=1) if x.shape[1] else np.zeros(len(TAGS))
     order = np.argsort(-means, kind="stable")
@@ -58,7 +58,7 @@ class MusicnnFeatures:
     """
 
     def __init__(self):
-        from progrock.model.musicnn.tagger import MusicnnStream
+        from progrock.features.musicnn.tagger import MusicnnStream
 
         self.stream = MusicnnStream()
 

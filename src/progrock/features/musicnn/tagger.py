@@ -21,8 +21,8 @@ import numpy as np
 import torch
 
 from progrock.features.spectral import BlockSTFT
-from progrock.model.musicnn import preprocess as pp
-from progrock.model.musicnn.network import N_PENULTIMATE, TAGS, MusicnnMSD, load_musicnn
+from progrock.features.musicnn import preprocess as pp
+from progrock.features.musicnn.network import N_PENULTIMATE, TAGS, MusicnnMSD, load_musicnn
 
 BATCH_SIZE = 4
 """Patches per network call: small, so each convolution's output is still in cache when it is pooled."""
@@ -34,7 +34,7 @@ class SongTags(NamedTuple):
     Attributes
     ----------
     tags : np.ndarray [shape=(n_patches, 50), dtype=float32]
-        Tag probabilities, in the order of :data:`~progrock.model.musicnn.network.TAGS`.
+        Tag probabilities, in the order of :data:`~progrock.features.musicnn.network.TAGS`.
     embeddings : np.ndarray [shape=(n_patches, 200), dtype=float32]
         Penultimate embeddings.
     starts : np.ndarray [shape=(n_patches,), dtype=float64]
@@ -98,7 +98,7 @@ def song_tags_and_embeddings(y: np.ndarray, *, sr: int, model: MusicnnMSD | None
     SongTags
         One row per non-overlapping patch of 187 frames; the tail shorter than
         a patch is dropped, a song shorter than one patch is looped to one
-        (:func:`~progrock.model.musicnn.preprocess.patches`).
+        (:func:`~progrock.features.musicnn.preprocess.patches`).
     """
     model = default_model() if model is None else model
     x = pp.patches(pp.log_mel(y, sr=sr))
@@ -111,7 +111,7 @@ class MusicnnStream:
 
     Frames come from :class:`~progrock.features.spectral.BlockSTFT` (the centred
     STFT, block by block), their log-mel in the same 256-frame blocks as
-    :func:`~progrock.model.musicnn.preprocess.log_mel` computes it, and the
+    :func:`~progrock.features.musicnn.preprocess.log_mel` computes it, and the
     network runs as soon as ``batch_size`` whole patches are there. Memory
     holds one batch of frames and the outputs (250 values per 3 s).
 

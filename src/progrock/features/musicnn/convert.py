@@ -3,11 +3,11 @@
 ::
 
     pip download --no-deps musicnn==0.1.0
-    python -m progrock.model.musicnn.convert musicnn-0.1.0-py3-none-any.whl OUT_DIR
+    python -m progrock.features.musicnn.convert musicnn-0.1.0-py3-none-any.whl OUT_DIR
 
 reads ``musicnn/MSD_musicnn/`` straight from the wheel (a zip file; nothing
 is installed or executed), keeps the model's 792,079 values (not the Adam
-slots), puts each in the layout of :class:`~progrock.model.musicnn.network.MusicnnMSD`
+slots), puts each in the layout of :class:`~progrock.features.musicnn.network.MusicnnMSD`
 and writes, deterministically (the same bytes every time):
 
 * ``msd_musicnn.safetensors``: the tensors under the network's names;
@@ -17,7 +17,7 @@ and writes, deterministically (the same bytes every time):
 * ``LICENSE.musicnn``: musicnn's ISC licence, from the wheel, with a note on
   where the weights come from.
 
-The files shipped in ``progrock/model/musicnn/weights/`` are this output;
+The files shipped in ``progrock/features/musicnn/weights/`` are this output;
 ``tests/test_musicnn.py`` rebuilds them from the wheel and compares bytes.
 """
 
@@ -34,10 +34,10 @@ import numpy as np
 
 from progrock.atomic import atomic_write_bytes
 from progrock.errors import ModelError, ProgrockError
-from progrock.model.musicnn import preprocess as pp
-from progrock.model.musicnn.network import (FORMAT_NAME, FORMAT_VERSION, PROG_TAG, TAGS,
+from progrock.features.musicnn import preprocess as pp
+from progrock.features.musicnn.network import (FORMAT_NAME, FORMAT_VERSION, PROG_TAG, TAGS,
                                             WEIGHTS_NAME, MusicnnMSD)
-from progrock.model.musicnn.tfbundle import read_bundle
+from progrock.features.musicnn.tfbundle import read_bundle
 
 CHECKPOINT = "musicnn/MSD_musicnn/"
 """Folder of the MSD musicnn checkpoint inside the wheel."""
@@ -184,7 +184,7 @@ def _licence_text(members: dict[str, bytes]) -> bytes:
     note = (
         "The files msd_musicnn.safetensors and msd_musicnn.json beside this notice are the\n"
         "MSD_musicnn checkpoint of musicnn 0.1.0 (" + SOURCE_URL + "),\n"
-        "converted without change of value by progrock.model.musicnn.convert (variables\n"
+        "converted without change of value by progrock.features.musicnn.convert (variables\n"
         "renamed and axes permuted as msd_musicnn.json records). musicnn's licence follows.\n\n"
     )
     return note.encode() + members[LICENCE_MEMBER].rstrip(b"\n") + b"\n"
@@ -209,7 +209,7 @@ def convert_wheel(wheel: str | Path, out_dir: str | Path) -> Path:
     ------
     ModelError
         The wheel is unreadable, not a zip, lacks the checkpoint, or the
-        checkpoint is damaged (see :class:`~progrock.model.musicnn.tfbundle.BundleError`).
+        checkpoint is damaged (see :class:`~progrock.features.musicnn.tfbundle.BundleError`).
     """
     from safetensors.numpy import save
 
@@ -231,8 +231,8 @@ def convert_wheel(wheel: str | Path, out_dir: str | Path) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m progrock.model.musicnn.convert WHEEL OUT_DIR``; exit status 0, or 2 on an error."""
-    parser = argparse.ArgumentParser(prog="python -m progrock.model.musicnn.convert",
+    """``python -m progrock.features.musicnn.convert WHEEL OUT_DIR``; exit status 0, or 2 on an error."""
+    parser = argparse.ArgumentParser(prog="python -m progrock.features.musicnn.convert",
                                      description="Convert musicnn's MSD checkpoint to safetensors + JSON.")
     parser.add_argument("wheel", type=Path, help="musicnn-0.1.0-py3-none-any.whl")
     parser.add_argument("out_dir", type=Path, help="folder for the converted files")

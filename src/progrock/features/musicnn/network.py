@@ -27,7 +27,7 @@ computed (:func:`silent_channels`), which leaves about 0.35 GMAC per patch
 and changes no output bit.
 
 The weights are converted from the original checkpoint by
-:mod:`progrock.model.musicnn.convert` and shipped in ``weights/`` (ISC
+:mod:`progrock.features.musicnn.convert` and shipped in ``weights/`` (ISC
 licence, ``weights/LICENSE.musicnn``); :func:`load_musicnn` checks their
 SHA-256 and refuses anything else.
 """
@@ -45,7 +45,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from progrock.errors import ModelError
-from progrock.model.musicnn.preprocess import MAX_LOG_MEL, N_MELS
+from progrock.features.musicnn.preprocess import MAX_LOG_MEL, N_MELS
 
 TAGS: tuple[str, ...] = (
     "rock", "pop", "alternative", "indie", "electronic", "female vocalists", "dance", "00s",
@@ -283,7 +283,7 @@ class MusicnnMSD(nn.Module):
         Parameters
         ----------
         patches : torch.Tensor [shape=(B, T, 96), dtype=float32]
-            Log-mel patches (:func:`progrock.model.musicnn.preprocess.patches`);
+            Log-mel patches (:func:`progrock.features.musicnn.preprocess.patches`);
             any ``T`` >= 1 runs, the model was trained on ``T = 187``.
 
         Returns
@@ -306,7 +306,7 @@ class MusicnnMSD(nn.Module):
         """Bounds of the normalised input and its zero padding, for :func:`silent_channels`.
 
         The input's range is widened to musicnn's whole input range [0, 8.82]
-        (:func:`~progrock.model.musicnn.preprocess.log_mel`'s), so every batch
+        (:func:`~progrock.features.musicnn.preprocess.log_mel`'s), so every batch
         of real patches computes the same channels; NaN gives NaN bounds,
         and then every channel is computed.
         """
@@ -339,8 +339,8 @@ class MusicnnMSD(nn.Module):
 
 
 def weights_path() -> Path:
-    """Where the converted weights ship: ``progrock/model/musicnn/weights/msd_musicnn.safetensors``."""
-    return Path(str(resources.files("progrock.model.musicnn"))) / "weights" / f"{WEIGHTS_NAME}.safetensors"
+    """Where the converted weights ship: ``progrock/features/musicnn/weights/msd_musicnn.safetensors``."""
+    return Path(str(resources.files("progrock.features.musicnn"))) / "weights" / f"{WEIGHTS_NAME}.safetensors"
 
 
 def _read_description(json_path: Path, weights: Path) -> dict:
@@ -368,7 +368,7 @@ def load_musicnn(path: str | Path | None = None) -> MusicnnMSD:
     ----------
     path : str or Path, optional
         A ``.safetensors`` file written by
-        :func:`progrock.model.musicnn.convert.convert_wheel`, with its ``.json``
+        :func:`progrock.features.musicnn.convert.convert_wheel`, with its ``.json``
         beside it; by default the weights shipped with progrock.
 
     Returns
