@@ -158,15 +158,19 @@ def _environment() -> dict:
             "numpy": np.__version__, "machine": platform.machine(), "cpus": os.cpu_count()}
 
 
+def _is_demo_corpus(path: Path) -> bool:
+    try:
+        return path.is_file() and json.loads(path.read_text()).get("generator") == "progrock.corpus"
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 def trained_on(source: Path, manifest: Manifest, configs: list[FeatureConfig]) -> dict:
     """What a run's models have heard: the source, whether it is progrock's synthetic demo corpus, songs per class."""
-    corpus = (source if source.is_dir() else source.parent) / "corpus.json"
-    synthetic = False
-    if corpus.is_file():
-        try:
-            synthetic = json.loads(corpus.read_text()).get("generator") == "progrock.corpus"
-        except (OSError, ValueError):
-            pass
+    files = [manifest.resolve(s) for s in manifest.usable("train")]
+    common = Path(os.path.commonpath([str(f) for f in files])) if files else source
+    places = [source if source.is_dir() else source.parent, *list(common.parents)[:3], common]
+    synthetic = any(_is_demo_corpus(p / "corpus.json") for p in places)
     return {"source": str(source.resolve()), "synthetic": synthetic,
             "songs": {c: sum(s.label == c for s in manifest.usable("train")) for c in CLASSES},
             "feature_sets": [c.name for c in configs]}
