@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from progrock.errors import ConfigError, ModelError
-from progrock.model.classical import ClassicalModel, fit_forest, fit_logistic
+from progrock.model.classical import ClassicalModel, choose_C, fit_forest, fit_logistic
 
 
 def _data(seed: int, n: int = 120, d: int = 12):
@@ -59,3 +59,40 @@ def test_bad_inputs_and_arrays_are_refused():
         ClassicalModel("logistic", {**model.arrays, "coef": model.arrays["coef"] * np.nan})
     with pytest.raises(ModelError, match="unknown"):
         ClassicalModel("svm", model.arrays)
+
+
+def _reference_C(X, y, fold, Cs):
+    """scikit-learn's own pipeline, refitted without each fold, scored by class-balanced log-loss."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import log_loss
+    from sklearn.model_selection import PredefinedSplit, cross_val_predict
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.utils.class_weight import compute_sample_weight
+
+    losses = []
+    for C in Cs:
+        pipe = make_pipeline(StandardScaler(), LogisticRegression(C=C, class_weight="balanced", max_iter=5000))
+        p = cross_val_predict(pipe, X, y, cv=PredefinedSplit(fold), method="predict_proba")[:, 1]
+        losses.append(log_loss(y, p, sample_weight=compute_sample_weight("balanced", y)))
+    return Cs[int(np.argmin(losses))]
+
+
+def test_choose_C_regularises_few_noisy_songs_and_frees_many_clean_ones():
+    Cs = (0.001, 0.01, 0.1, 1.0, 10.0)
+    rng = np.random.default_rng(0)
+    # few rows, one weak signal among many noise columns: strong regularisation predicts best
+    X = rng.normal(size=(40, 60))
+    y = (X[:, 0] + 2 * rng.normal(size=40) > 0.3).astype(int)
+    fold = np.arange(40) % 5
+    few = choose_C(X, y, fold, Cs=Cs)
+    assert few == _reference_C(X, y, fold, Cs)
+    # many rows, a clean signal in few columns: little regularisation predicts best
+    X = rng.normal(size=(400, 4))
+    y = (X[:, 0] - X[:, 1] + 0.05 * rng.normal(size=400) > 0.2).astype(int)
+    fold = np.arange(400) % 5
+    many = choose_C(X, y, fold, Cs=Cs)
+    assert many == _reference_C(X, y, fold, Cs)
+    assert few <= 0.01 < 1.0 <= many
+    with pytest.raises(ConfigError, match="positive"):
+        choose_C(X, y, fold, Cs=(0.0, 1.0))

@@ -177,3 +177,36 @@ def _check_xy(X, y) -> tuple[np.ndarray, np.ndarray]:
     if not np.all(np.isfinite(X)):
         raise ConfigError("inputs hold NaN or infinity")
     return X, y
+
+
+def choose_C(X: np.ndarray, y: np.ndarray, fold: np.ndarray, *, Cs: tuple[float, ...], seed: int = 0) -> float:
+    """The logistic regression's ``C`` with the lowest out-of-fold log-loss on ``(X, y)``.
+
+    Each candidate is refitted (standardisation included) without each fold
+    and scored on it; the loss weighs the classes equally, as the fit does.
+    Ties go to the smaller ``C`` (the stronger regularisation).
+
+    Parameters
+    ----------
+    X : np.ndarray [shape=(n, d)]
+    y : np.ndarray [shape=(n,)]
+        0 = nonprog, 1 = prog.
+    fold : np.ndarray [shape=(n,), dtype=int]
+        Each row's fold; every fold's complement must hold both classes.
+    Cs : tuple of float
+        Candidates, each > 0.
+    """
+    X, y = _check_xy(X, y)
+    fold = np.asarray(fold)
+    if fold.shape != y.shape or not Cs or min(Cs) <= 0:
+        raise ConfigError(f"choose_C needs one fold per row and positive candidates, got {fold.shape} and {Cs}")
+    weight = np.where(y == 1, 0.5 / max(np.mean(y == 1), 1e-12), 0.5 / max(np.mean(y == 0), 1e-12))
+    losses = []
+    for C in sorted(Cs):
+        p = np.empty(len(y))
+        for k in np.unique(fold):
+            out = fold == k
+            p[out] = fit_logistic(X[~out], y[~out], C=C, seed=seed).predict(X[out])
+        p = np.clip(p, 1e-12, 1 - 1e-12)
+        losses.append(float(np.mean(weight * -(y * np.log(p) + (1 - y) * np.log(1 - p)))))
+    return float(sorted(Cs)[int(np.argmin(losses))])

@@ -54,6 +54,9 @@ RECIPES = {
 }
 """How the CNN is trained: the course project's recipe, and the default."""
 
+LOGISTIC_CS = (0.01, 0.03, 0.1, 0.3, 1.0)
+"""The logistic models' candidate inverse regularisations (``C``)."""
+
 MODELS = ("cnn", "cnn_mean", "logreg", "extratrees", "structure", "musicnn", "musicnn_head")
 """Every model a run can hold, in the order they are reported."""
 
@@ -85,6 +88,15 @@ class FitPlan:
         Members of the default recipe's ensemble.
     patience : int, optional
         Early stopping's patience instead of the recipe's.
+    thresholds : {"pooled", "validation"}
+        Where each threshold is chosen: on the validation songs and the
+        training songs' out-of-fold scores together (``"pooled"``: four times
+        the songs, so a threshold moves less with a song or two), or on the
+        validation songs alone. Without out-of-fold scores (the seed recipe's
+        one network) the CNN's threshold is chosen on validation either way.
+    logistic_C : float, optional
+        The logistic models' inverse regularisation; ``None`` chooses it by
+        cross-validation on the training songs (:data:`LOGISTIC_CS`).
     """
 
     recipe: str = "default"
@@ -94,6 +106,8 @@ class FitPlan:
     snippet_config: SnippetConfig = field(default_factory=SnippetConfig)
     folds: int = FOLDS
     patience: int | None = None
+    thresholds: str = "pooled"
+    logistic_C: float | None = None
 
     def cnn_config(self) -> TrainConfig:
         """The CNN's training settings under the recipe (and ``patience`` if given)."""
@@ -161,8 +175,8 @@ def fit_run(data: SongFeatures, run_dir: Path, plan: FitPlan, *, log: Callable[[
     oof = None
     if any(m in models for m in ("cnn", "cnn_mean", "structure")):
         oof = _fit_cnn(run, data, plan, run_dir, log=log, progress=progress, member=member, resume=resume)
-        _cnn_entries(run, val, y_val, models)
-    inputs: dict[str, np.ndarray] = {}
+        _cnn_entries(run, val, y_val, models, plan, oof, train, y_train)
+    inputs: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for name in ("logreg", "extratrees"):
         if name in models:
             inputs[name] = _fit_classical(run, name, "song_statistics", train, y_train, val, y_val, plan)
@@ -244,25 +258,45 @@ def _subset(s: SnippetSet, keep: np.ndarray) -> SnippetSet:
     return SnippetSet(_frames_subset(s.frames, keep), new_index[s.song[rows]], s.start[rows], s.length)
 
 
-def _cnn_entries(run: Run, val: Songs, y_val: np.ndarray, models: list[str]) -> None:
-    """The CNN's two verdicts with their thresholds on validation: the vote, and the mean probability."""
+def _cnn_entries(run: Run, val: Songs, y_val: np.ndarray, models: list[str], plan: FitPlan,
+                 oof: dict | None, train: Songs, y_train: np.ndarray) -> None:
+    """The CNN's two verdicts with their thresholds: the vote, and the mean probability.
+
+    The thresholds are chosen on the validation songs' ensemble scores and,
+    with ``plan.thresholds == "pooled"`` and out-of-fold probabilities, the
+    training songs' scores from the members that never saw them.
+    """
     c = run.snippet_config
     frames = SongFrames.from_songs(list(zip(val.names, val.features["seed43"], val.truths)), c)
     snippets = SnippetSet.place(frames, c, by_class=False)
     probs = run.snippet_probabilities(snippets)
     vote = song_vote_scores(probs, snippets.song, len(frames.songs))
     mean = np.bincount(snippets.song, weights=probs) / np.bincount(snippets.song)
+    y = frames.labels
     rule = "chosen on the validation songs: the balanced accuracy's maximiser nearest 0.5"
+    if oof is not None and plan.thresholds == "pooled":
+        held = [oof[n][1] for n in train.names]
+        vote = np.concatenate([vote, [song_vote_scores(p, np.zeros(len(p), np.int64), 1)[0] for p in held]])
+        mean = np.concatenate([mean, [p.mean() for p in held]])
+        y = np.concatenate([y, y_train])
+        rule = ("chosen on the validation songs and the training songs' out-of-fold scores: the balanced "
+                "accuracy's maximiser nearest 0.5")
     if "cnn" in models:
-        run.entries["cnn"] = ModelEntry("cnn", TITLES["cnn"], "vote", _threshold(frames.labels, vote), threshold_rule=rule)
+        run.entries["cnn"] = ModelEntry("cnn", TITLES["cnn"], "vote", _threshold(y, vote), threshold_rule=rule)
     if "cnn_mean" in models:
-        run.entries["cnn_mean"] = ModelEntry("cnn", TITLES["cnn_mean"], "mean", _threshold(frames.labels, mean),
+        run.entries["cnn_mean"] = ModelEntry("cnn", TITLES["cnn_mean"], "mean", _threshold(y, mean),
                                              threshold_rule=rule)
 
 
 def _fit_classical(run: Run, name: str, input_name: str, train: Songs, y_train, val: Songs, y_val,
-                   plan: FitPlan, cnn: dict | None = None, val_cnn: dict | None = None) -> np.ndarray:
-    """Fit a classical model on the training songs' input, its threshold on validation; the training input."""
+                   plan: FitPlan, cnn: dict | None = None, val_cnn: dict | None = None
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """Fit a classical model on the training songs' input, its threshold on validation (and the
+    training songs' out-of-fold probabilities when pooled); the training input and those probabilities.
+
+    The out-of-fold probabilities come from refits on :func:`_song_folds` of
+    the training songs, each without the fold it predicts.
+    """
     from progrock.model.inputs import INPUTS
 
     make = INPUTS[input_name]
@@ -275,23 +309,39 @@ def _fit_classical(run: Run, name: str, input_name: str, train: Songs, y_train, 
                          for n, x, d in zip(songs.names, songs.features["seed43"], songs.durations)])
 
     seed = plan.train_config.seed
+    kind = "forest" if name == "extratrees" else "logistic"
     X_train = X(train, cnn)
-    model = _fit_kind("forest" if name == "extratrees" else "logistic", X_train, y_train, seed=seed)
+    folds = _song_folds(y_train, plan.folds, seed=seed)
+    C = plan.logistic_C
+    if kind == "logistic" and C is None:
+        C = classical.choose_C(X_train, y_train, folds, Cs=LOGISTIC_CS, seed=seed)
+    model = _fit_kind(kind, X_train, y_train, seed=seed, C=C)
     run.classical[name] = model
-    threshold = _threshold(y_val, model.predict(X(val, val_cnn)))
+    held = np.empty(len(y_train))
+    for k in range(plan.folds):
+        out = folds == k
+        held[out] = _fit_kind(kind, X_train[~out], y_train[~out], seed=seed, C=C).predict(X_train[out])
+    p_val = model.predict(X(val, val_cnn))
+    rule = "chosen on the validation songs"
+    if plan.thresholds == "pooled":
+        threshold = _threshold(np.concatenate([y_val, y_train]), np.concatenate([p_val, held]))
+        rule = "chosen on the validation songs and the training songs' out-of-fold probabilities"
+    else:
+        threshold = _threshold(y_val, p_val)
     run.entries[name] = ModelEntry(model.kind, TITLES[name], "mean", threshold, input=input_name,
-                                   threshold_rule="chosen on the validation songs")
-    return X_train
+                                   threshold_rule=rule + ("" if C is None else f"; C = {C:g}"))
+    return X_train, held
 
 
-def _fit_kind(kind: str, X: np.ndarray, y: np.ndarray, *, seed: int, sample_weight=None) -> classical.ClassicalModel:
+def _fit_kind(kind: str, X: np.ndarray, y: np.ndarray, *, seed: int, C: float | None = None,
+              sample_weight=None) -> classical.ClassicalModel:
     if kind == "forest":
         return classical.fit_forest(X, y, seed=seed)
-    return classical.fit_logistic(X, y, seed=seed, sample_weight=sample_weight)
+    return classical.fit_logistic(X, y, seed=seed, C=0.1 if C is None else C, sample_weight=sample_weight)
 
 
 def _fit_structure(run: Run, train: Songs, y_train, val: Songs, y_val, plan: FitPlan, oof: dict | None
-                   ) -> np.ndarray:
+                   ) -> tuple[np.ndarray, np.ndarray]:
     """The structure model: training songs' CNN profiles out of fold; without them (the seed
     recipe) the profile is left out rather than taken from a network that learnt the songs."""
     c = run.snippet_config
@@ -301,19 +351,19 @@ def _fit_structure(run: Run, train: Songs, y_train, val: Songs, y_val, plan: Fit
 
         n = len(DESCRIPTOR_NAMES)
         zero = {k: (np.zeros(0), np.zeros(0)) for k in set(train.names) | set(val.names)}
-        X = _fit_classical(run, "structure", "structure", train, y_train, val, y_val, plan, zero, zero)
+        out = _fit_classical(run, "structure", "structure", train, y_train, val, y_val, plan, zero, zero)
         run.entries["structure"].title = "Song structure (logistic; descriptors only, no out-of-fold CNN)"
         run.classical["structure"].arrays["coef"][n:] = 0.0
-        return X
+        return out
     return _fit_classical(run, "structure", "structure", train, y_train, val, y_val, plan, oof, val_cnn)
 
 
-def _training_out_of_fold(run: Run, train: Songs, y_train: np.ndarray, oof: dict, inputs: dict[str, np.ndarray],
-                          plan: FitPlan) -> dict[str, np.ndarray]:
+def _training_out_of_fold(run: Run, train: Songs, y_train: np.ndarray, oof: dict,
+                          inputs: dict[str, tuple[np.ndarray, np.ndarray]], plan: FitPlan) -> dict[str, np.ndarray]:
     """Each model's verdicts (0/1) on the training songs from fits that never saw the song.
 
-    The CNN's come from its fold members; a classical model is refitted on the
-    same folds; the zero-shot tag needs no fit. Each at the model's stored
+    The CNN's come from its fold members; a classical model's from its refits
+    on the same folds (:func:`_fit_classical`); the zero-shot tag needs no fit. Each at the model's stored
     threshold. With the validation songs they choose the default model on more
     songs than validation alone holds.
     """
@@ -326,12 +376,7 @@ def _training_out_of_fold(run: Run, train: Songs, y_train: np.ndarray, oof: dict
                      else np.array([p.mean() for p in probs]) >= entry.threshold)
             out[name] = score.astype(np.int64)
         elif name in inputs:
-            p = np.empty(len(y_train))
-            for k in range(plan.folds):
-                held = folds == k
-                fit = _fit_kind(entry.kind, inputs[name][~held], y_train[~held], seed=plan.train_config.seed)
-                p[held] = fit.predict(inputs[name][held])
-            out[name] = (p >= entry.threshold).astype(np.int64)
+            out[name] = (inputs[name][1] >= entry.threshold).astype(np.int64)
         elif entry.kind == "musicnn":
             from progrock.features.musicnn.features import prog_tag
 

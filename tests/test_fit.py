@@ -1,0 +1,87 @@
+"""fit_run's choices on the demo corpus: where the thresholds come from, how the logistic models' C is chosen."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from progrock.data.snippets import SnippetSet, SongFrames
+from progrock.evaluation.metrics import choose_threshold
+from progrock.evaluation.verdict import song_vote_scores
+from progrock.model.run import Run
+from progrock.training.config import TrainConfig
+from progrock.training.fit import LOGISTIC_CS, FitPlan, _song_folds, _songs, fit_run, needs
+
+MODELS = ("cnn", "cnn_mean", "logreg", "structure")
+
+
+@pytest.fixture(scope="module")
+def fitted(demo_corpus, tmp_path_factory):
+    """The demo corpus's features and two default-recipe runs (3 members, 4 epochs): thresholds pooled
+    and thresholds on validation alone."""
+    from progrock.workflow import open_dataset, song_features
+
+    plan = FitPlan(recipe="default", folds=3, models=MODELS,
+                   train_config=TrainConfig(epochs=4, batch_size=32, seed=0, num_threads=1))
+    data = song_features(open_dataset(demo_corpus, seed=0, jobs=2), needs(plan), tmp_path_factory.mktemp("cache"),
+                         jobs=2)
+    runs = {t: fit_run(data, tmp_path_factory.mktemp(t), replace(plan, thresholds=t), log=lambda _l: None)
+            for t in ("pooled", "validation")}
+    return data, plan, runs
+
+
+def _vote_and_mean(run: Run, songs, names_frames) -> tuple[np.ndarray, np.ndarray]:
+    c = run.snippet_config
+    frames = SongFrames.from_songs(names_frames, c)
+    snippets = SnippetSet.place(frames, c, by_class=False)
+    p = run.snippet_probabilities(snippets)
+    return (song_vote_scores(p, snippets.song, len(frames.songs)),
+            np.bincount(snippets.song, weights=p) / np.bincount(snippets.song))
+
+
+def test_cnn_thresholds_pool_validation_with_each_members_held_out_songs(fitted):
+    data, plan, runs = fitted
+    train, y_train = _songs(data, "train")
+    val, y_val = _songs(data, "validation")
+    pooled, alone = runs["pooled"], runs["validation"]
+    c = pooled.snippet_config
+    # the training songs' scores from the member that never saw them (member k left out fold k)
+    fold = _song_folds(y_train, plan.folds, seed=plan.train_config.seed)
+    vote_oof, mean_oof = np.empty(len(y_train)), np.empty(len(y_train))
+    for k, net in enumerate(pooled.networks):
+        held = np.flatnonzero(fold == k)
+        member = Run({}, "", {}, c, [net])
+        v, m = _vote_and_mean(member, train, [(train.names[i], train.features["seed43"][i], None) for i in held])
+        vote_oof[held], mean_oof[held] = v, m
+    v_val, m_val = _vote_and_mean(pooled, val, list(zip(val.names, val.features["seed43"], val.truths)))
+    y = np.concatenate([y_val, y_train])
+    assert pooled.entries["cnn"].threshold == pytest.approx(choose_threshold(y, np.concatenate([v_val, vote_oof])))
+    assert pooled.entries["cnn_mean"].threshold == pytest.approx(
+        choose_threshold(y, np.concatenate([m_val, mean_oof])))
+    # the same networks (same seeds), thresholds on validation alone: the earlier rule
+    assert alone.entries["cnn_mean"].threshold == pytest.approx(choose_threshold(y_val, m_val))
+    assert "out-of-fold" in pooled.entries["cnn"].threshold_rule
+    assert "out-of-fold" not in alone.entries["cnn"].threshold_rule
+    # the corpus is small enough that the two rules disagree somewhere, so the test tells them apart
+    assert any(pooled.entries[m].threshold != pytest.approx(alone.entries[m].threshold) for m in MODELS)
+
+
+def test_logistic_models_say_which_C_cross_validation_chose(fitted):
+    _data, _plan, runs = fitted
+    for name in ("logreg", "structure"):
+        rule = runs["pooled"].entries[name].threshold_rule
+        C = float(rule.rsplit("C = ", 1)[1])
+        assert C in LOGISTIC_CS
+
+
+def test_seed_recipe_keeps_one_network_and_its_validation_threshold(fitted, tmp_path):
+    data, plan, _runs = fitted
+    run = fit_run(data, tmp_path, replace(plan, recipe="seed", models=("cnn",),
+                                          train_config=replace(plan.train_config, epochs=2)), log=lambda _l: None)
+    val, y_val = _songs(data, "validation")
+    v_val, _ = _vote_and_mean(run, val, list(zip(val.names, val.features["seed43"], val.truths)))
+    assert len(run.networks) == 1
+    assert run.entries["cnn"].threshold == pytest.approx(choose_threshold(y_val, v_val))
+    assert "out-of-fold" not in run.entries["cnn"].threshold_rule
