@@ -49,6 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--models", default=None, help="comma-separated models (default: all)")
     p.add_argument("--epochs", type=int, default=300)
     p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--patience", type=int, default=None, help="early stopping's patience (default: the recipe's)")
+    p.add_argument("--ensemble", type=int, default=None, help="networks of the default recipe's ensemble")
     p.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     p.add_argument("--out", type=Path, required=True)
     args = p.parse_args(argv)
@@ -72,6 +74,10 @@ def main(argv: list[str] | None = None) -> int:
                                                                 seed=args.train_seed))
     if args.models:
         plan = replace(plan, models=tuple(args.models.split(",")))
+    if args.patience is not None:
+        plan = replace(plan, patience=args.patience)
+    if args.ensemble is not None:
+        plan = replace(plan, folds=args.ensemble)
     run_dir = args.out / f"run-{args.recipe}-{args.train_seed}"
     cache = args.out / "cache"
     t1 = time.time()

@@ -47,6 +47,13 @@ import numpy as np  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_features import DEFAULT_CACHE, fetch_songs, load, machine  # noqa: E402
 
+
+def seed43(y: np.ndarray) -> np.ndarray:
+    """The ``seed43`` features of decoded audio, through the feature registry."""
+    from progrock.features import FeatureConfig, compute_features
+
+    return compute_features(y, FeatureConfig())
+
 CLOCK = {"cpu": time.process_time, "wall": time.perf_counter}
 _clock = CLOCK["cpu"]
 
@@ -85,7 +92,6 @@ def bench_real(songs: list[Path], repeat: int) -> dict:
     """Case 1: decode, features and descriptors per real song."""
     from progrock.audio import decode
     from progrock.constants import FRAME_RATE
-    from progrock.features import FeatureConfig, compute_features
     from progrock.features.structure import describe_song
 
     print(f"\n1. Real recordings, one core ({load()})")
@@ -121,7 +127,6 @@ def long_song(minutes: float, seed: int) -> np.ndarray:
 def bench_long(minutes: float, repeat: int, seed: int) -> dict:
     """Case 2: features and descriptors on one long synthetic song."""
     from progrock.constants import FRAME_RATE
-    from progrock.features import FeatureConfig, compute_features
     from progrock.features.structure import describe_song
 
     print(f"\n2. A long synthetic prog song (progrock.corpus, seed {seed}), one core ({load()})")
