@@ -19,11 +19,11 @@ MODELS = ("cnn", "cnn_mean", "logreg", "structure")
 
 @pytest.fixture(scope="module")
 def fitted(demo_corpus, tmp_path_factory):
-    """The demo corpus's features and two default-recipe runs (3 members, 4 epochs): thresholds pooled
-    and thresholds on validation alone."""
+    """The demo corpus's features and two default-recipe runs (3 members, 4 epochs, the logistic
+    models' C chosen by cross-validation): thresholds pooled and thresholds on validation alone."""
     from progrock.workflow import open_dataset, song_features
 
-    plan = FitPlan(recipe="default", folds=3, models=MODELS,
+    plan = FitPlan(recipe="default", folds=3, models=MODELS, logistic_C=None,
                    train_config=TrainConfig(epochs=4, batch_size=32, seed=0, num_threads=1))
     data = song_features(open_dataset(demo_corpus, seed=0, jobs=2), needs(plan), tmp_path_factory.mktemp("cache"),
                          jobs=2)
@@ -85,3 +85,21 @@ def test_seed_recipe_keeps_one_network_and_its_validation_threshold(fitted, tmp_
     assert len(run.networks) == 1
     assert run.entries["cnn"].threshold == pytest.approx(choose_threshold(y_val, v_val))
     assert "out-of-fold" not in run.entries["cnn"].threshold_rule
+
+
+def test_structure_model_reads_the_descriptors_and_the_cnns_mean_probability(fitted):
+    from progrock.features.structure import DESCRIPTOR_NAMES
+    from progrock.model.inputs import INPUTS, input_names
+
+    data, _plan, runs = fitted
+    run = runs["pooled"]
+    assert run.entries["structure"].input == "structure"
+    assert run.classical["structure"].n_inputs == len(DESCRIPTOR_NAMES) + 1
+    assert input_names("structure") == list(DESCRIPTOR_NAMES) + ["cnn_mean"]
+    val, _ = _songs(data, "validation")
+    judged = run.judge(val, ["cnn_mean", "structure"]).results
+    for i, (mean_row, row) in enumerate(zip(judged["cnn_mean"], judged["structure"])):
+        x = INPUTS["structure"](val.features["seed43"][i], frame_rate=run.snippet_config.frame_rate,
+                                snippet_probs=np.array(row.snippet_probs), duration=val.durations[i])
+        assert x[-1] == pytest.approx(mean_row.probability, abs=1e-4)       # the ensemble's mean, as cnn_mean
+        assert x.shape == (len(DESCRIPTOR_NAMES) + 1,)

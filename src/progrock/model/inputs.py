@@ -9,8 +9,15 @@ song, so the two cannot drift apart.
     (:func:`progrock.features.summary.song_statistics`);
 ``structure``
     the song's structure descriptors (:mod:`progrock.features.structure`)
-    and the profile of the CNN's snippet probabilities along it
-    (:func:`snippet_profile`).
+    and the mean of the CNN's snippet probabilities (what the structure
+    model of a run reads). The training songs' probabilities come from one
+    out-of-fold network each, a judged song's from the ensemble's average:
+    averaging leaves the mean where it is but narrows the spread, the
+    quantiles and the runs of :func:`snippet_profile`, so the mean is the
+    entry that means the same on both sides;
+``structure_profile``
+    the descriptors and the whole profile of the CNN's snippet probabilities
+    along the song (:func:`snippet_profile`), for comparison.
 
 The musicnn models read their feature set's rows directly (tags, embeddings per patch).
 """
@@ -72,21 +79,30 @@ def statistics_input(seed43: np.ndarray, **_) -> np.ndarray:
     return song_statistics(seed43)
 
 
-def structure_input(seed43: np.ndarray, *, frame_rate: float, snippet_probs: np.ndarray,
-                    snippet_starts: np.ndarray, duration: float, **_) -> np.ndarray:
-    """The ``structure`` input of one song: descriptors, then the CNN's snippet profile."""
+def structure_profile_input(seed43: np.ndarray, *, frame_rate: float, snippet_probs: np.ndarray,
+                            snippet_starts: np.ndarray, duration: float, **_) -> np.ndarray:
+    """The ``structure_profile`` input of one song: descriptors, then the CNN's snippet profile."""
     from progrock.features.structure import describe_song
 
     return np.concatenate([describe_song(seed43, frame_rate=frame_rate),
                            snippet_profile(snippet_probs, snippet_starts, duration)])
 
 
+def structure_input(seed43: np.ndarray, *, frame_rate: float, snippet_probs: np.ndarray, **_) -> np.ndarray:
+    """The ``structure`` input of one song: descriptors, then the mean snippet probability
+    (0 without snippets, as :func:`snippet_profile`)."""
+    from progrock.features.structure import describe_song
+
+    p = np.asarray(snippet_probs, dtype=np.float64)
+    return np.concatenate([describe_song(seed43, frame_rate=frame_rate), [p.mean() if p.size else 0.0]])
+
+
 def input_names(name: str) -> list[str]:
     """Names of the entries of input ``name``, for explanations."""
-    if name == "structure":
+    if name in ("structure", "structure_profile"):
         from progrock.features.structure import DESCRIPTOR_NAMES
 
-        return list(DESCRIPTOR_NAMES) + list(PROFILE_NAMES)
+        return list(DESCRIPTOR_NAMES) + list(PROFILE_NAMES if name == "structure_profile" else PROFILE_NAMES[:1])
     from progrock.features.sets import FeatureConfig
     from progrock.features.summary import statistics_names
 
@@ -96,5 +112,6 @@ def input_names(name: str) -> list[str]:
 INPUTS: dict[str, Callable[..., np.ndarray]] = {
     "song_statistics": statistics_input,
     "structure": structure_input,
+    "structure_profile": structure_profile_input,
 }
 """Song-level inputs by name."""

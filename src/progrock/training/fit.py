@@ -12,9 +12,9 @@
    an *out-of-fold* CNN probability: one from a network that never saw it;
 2. **the classical baselines** (logistic regression and extra trees on song statistics);
 3. **the structure model** (logistic regression on the song's structure
-   descriptors and the profile of the CNN's snippet probabilities along it,
-   the training songs' profiles out of fold: never from a network that
-   learnt the song, so it does not learn the CNN's over-confidence);
+   descriptors and the CNN's mean snippet probability, the training songs'
+   out of fold: never from a network that learnt the song, so it does not
+   learn the CNN's over-confidence);
 4. **the pretrained ears**, when the musicnn features are there: the tagger's
    "Progressive rock" tag (zero-shot) and a logistic head on its patch embeddings;
 5. **the familiarity check** on the training songs.
@@ -48,6 +48,10 @@ from progrock.training.config import TrainConfig
 FOLDS = 5
 """Members of the default recipe's ensemble: folds of the training songs."""
 
+STRUCTURE_INPUT = "structure"
+"""What the structure model reads (:data:`progrock.model.inputs.INPUTS`): the descriptors and the
+CNN's mean snippet probability."""
+
 RECIPES = {
     "seed": dict(placement="fixed", best_by="song_balanced_accuracy", early_stopping_patience=None),
     "default": dict(placement="random", best_by="loss", early_stopping_patience=30),
@@ -63,7 +67,7 @@ MODELS = ("cnn", "cnn_mean", "logreg", "extratrees", "structure", "musicnn", "mu
 TITLES = {
     "cnn": "1D-CNN, snippet vote", "cnn_mean": "1D-CNN, mean probability",
     "logreg": "Logistic regression (song statistics)", "extratrees": "ExtraTrees (song statistics)",
-    "structure": "Song structure + CNN profile (logistic)",
+    "structure": "Song structure + CNN mean probability (logistic)",
     "musicnn": "musicnn tagger, zero-shot (Progressive rock tag)",
     "musicnn_head": "musicnn embeddings + logistic head (transfer)",
 }
@@ -96,7 +100,8 @@ class FitPlan:
         one network) the CNN's threshold is chosen on validation either way.
     logistic_C : float, optional
         The logistic models' inverse regularisation; ``None`` chooses it by
-        cross-validation on the training songs (:data:`LOGISTIC_CS`).
+        cross-validation on the training songs (:data:`LOGISTIC_CS`), by the
+        out-of-fold log-loss.
     """
 
     recipe: str = "default"
@@ -107,7 +112,7 @@ class FitPlan:
     folds: int = FOLDS
     patience: int | None = None
     thresholds: str = "pooled"
-    logistic_C: float | None = None
+    logistic_C: float | None = 0.1
 
     def cnn_config(self) -> TrainConfig:
         """The CNN's training settings under the recipe (and ``patience`` if given)."""
@@ -342,8 +347,8 @@ def _fit_kind(kind: str, X: np.ndarray, y: np.ndarray, *, seed: int, C: float | 
 
 def _fit_structure(run: Run, train: Songs, y_train, val: Songs, y_val, plan: FitPlan, oof: dict | None
                    ) -> tuple[np.ndarray, np.ndarray]:
-    """The structure model: training songs' CNN profiles out of fold; without them (the seed
-    recipe) the profile is left out rather than taken from a network that learnt the songs."""
+    """The structure model: the training songs' CNN probabilities out of fold; without them (the
+    seed recipe) the CNN's part is left out rather than taken from a network that learnt the songs."""
     c = run.snippet_config
     val_cnn = {n: (s / c.frame_rate, p) for n, (s, p) in zip(val.names, run._cnn_snippets(val))}
     if oof is None or not all(n in oof for n in train.names):
@@ -351,11 +356,11 @@ def _fit_structure(run: Run, train: Songs, y_train, val: Songs, y_val, plan: Fit
 
         n = len(DESCRIPTOR_NAMES)
         zero = {k: (np.zeros(0), np.zeros(0)) for k in set(train.names) | set(val.names)}
-        out = _fit_classical(run, "structure", "structure", train, y_train, val, y_val, plan, zero, zero)
+        out = _fit_classical(run, "structure", STRUCTURE_INPUT, train, y_train, val, y_val, plan, zero, zero)
         run.entries["structure"].title = "Song structure (logistic; descriptors only, no out-of-fold CNN)"
         run.classical["structure"].arrays["coef"][n:] = 0.0
         return out
-    return _fit_classical(run, "structure", "structure", train, y_train, val, y_val, plan, oof, val_cnn)
+    return _fit_classical(run, "structure", STRUCTURE_INPUT, train, y_train, val, y_val, plan, oof, val_cnn)
 
 
 def _training_out_of_fold(run: Run, train: Songs, y_train: np.ndarray, oof: dict,
