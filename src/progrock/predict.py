@@ -27,6 +27,7 @@ from progrock.features.files import features_of_sets
 from progrock.features.sets import compute_features
 from progrock.model.run import Run, Songs, load_run
 from progrock.parallel.engines import Engine, LocalEngine, file_outcome
+from progrock.paths import printable
 
 BUILT_IN = ("musicnn",)
 """Names accepted where a run folder is, for runs that ship with progrock."""
@@ -179,13 +180,14 @@ def classify_files(run: Run, paths: Sequence[str | os.PathLike], *, jobs: int = 
     Yields
     ------
     (path, result, "") or (path, None, reason)
-        ``path`` as given. A file that cannot be decoded or is too short is
-        reported with its reason and the others go on.
+        ``path`` as given, printable (:func:`progrock.paths.printable`: a name
+        that is not UTF-8 has ``\\xNN`` escapes). A file that cannot be decoded
+        or is too short is reported with its reason and the others go on.
     """
     run.model_names([model or run.default_model])            # an unknown model fails before any work
     ref = _run_ref(run)
     root = os.path.abspath(cache.root) if cache is not None else None
-    args = [(str(p), os.path.abspath(p), root, ref, model, tags, threshold) for p in paths]
+    args = [(printable(p), os.path.abspath(p), root, ref, model, tags, threshold) for p in paths]
     engine = engine or LocalEngine(jobs)
     kw = dict(progress=progress, on_error=lambda item, reason: (None, reason))
     results = (enumerate(engine.map_ordered(_song_job, args, **kw)) if ordered

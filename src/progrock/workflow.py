@@ -42,6 +42,7 @@ from progrock.features.cache import FeatureCache
 from progrock.features.files import FeatureResult
 from progrock.features.sets import FeatureConfig
 from progrock.model.run import Run, Songs, load_run, save_run
+from progrock.paths import printable
 from progrock.training.fit import FitPlan, fit_run
 
 Log = Callable[[str], None]
@@ -147,7 +148,7 @@ def song_features(manifest: Manifest, configs: list[FeatureConfig], cache: str |
 def songs_of(data: SongFeatures, set_name: str) -> Songs:
     """One set of ``data`` as a batch of songs to judge (the truth where the song has a label)."""
     idx = [i for i, s in enumerate(data.songs) if s.split == set_name]
-    return Songs([data.songs[i].path for i in idx], {k: [v[i] for i in idx] for k, v in data.features.items()},
+    return Songs([printable(data.songs[i].path) for i in idx], {k: [v[i] for i in idx] for k, v in data.features.items()},
                  [data.songs[i].duration for i in idx], [data.songs[i].label or None for i in idx])
 
 

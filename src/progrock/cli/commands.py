@@ -369,6 +369,7 @@ def predict(run_dir: str, inputs: tuple[Path, ...], model: str | None, threshold
     snippets, barcode and, when the song is unlike the music the run was
     trained on, a warning.
     """
+    from progrock.paths import printable
     from progrock.predict import classify_files, expand_inputs, open_run
     from progrock.report.table import VerdictTable, row_of, write_header
 
@@ -380,6 +381,7 @@ def predict(run_dir: str, inputs: tuple[Path, ...], model: str | None, threshold
         console.print(f"[yellow]warning:[/yellow] {warning}")
     store = None if no_cache else open_cache(cache, optional=True)
     files, failures = expand_inputs(inputs)
+    failures = [(printable(p), r) for p, r in failures]
     writer = write_header(sys.stdout) if as_csv else None
     table = VerdictTable(out_path) if out_path is not None else None
     n_listed = len(files)

@@ -29,7 +29,9 @@ import numpy as np
 from progrock.audio import decode, find_audio_files
 from progrock.audio.fingerprint import FP_HOP, fingerprint, fingerprint_distance
 from progrock.constants import CLASSES, SPLITS, SR
+from progrock.atomic import atomic_open
 from progrock.errors import DatasetError, ProgrockError
+from progrock.paths import file_of, printable
 from progrock.parallel.engines import LocalEngine
 
 MANIFEST_NAME = "manifest.csv"
@@ -72,9 +74,10 @@ class Manifest:
     root: Path
 
     def resolve(self, song: Song) -> Path:
-        """Absolute path of a song's file."""
+        """Absolute path of a song's file (a name written with ``\\xNN`` escapes found again, see
+        :mod:`progrock.paths`)."""
         p = Path(song.path)
-        return p if p.is_absolute() else self.root / p
+        return file_of(p if p.is_absolute() else self.root / p)
 
     def usable(self, split: str | None = None) -> list[Song]:
         """Songs without error (in ``split`` if given)."""
@@ -90,22 +93,20 @@ class Manifest:
         """Write as CSV atomically; relative paths are re-based on the CSV's folder."""
         path = Path(path)
         folder = path.parent.resolve()
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         names = [f.name for f in fields(Song)]
         try:
-            with open(tmp, "w", newline="", encoding="utf-8") as fh:
+            with atomic_open(path, "w", newline="", encoding="utf-8") as fh:
                 w = csv.DictWriter(fh, fieldnames=names)
                 w.writeheader()
                 for s in self.songs:
                     row = asdict(s)
                     if not Path(s.path).is_absolute() and folder != self.root:
                         row["path"] = Path(os.path.relpath(self.root / s.path, folder)).as_posix()
+                    row["path"] = printable(row["path"])       # names that are not UTF-8, escaped
                     row["error"] = " ".join(row["error"].split())  # one line per song
                     w.writerow(row)
-            os.replace(tmp, path)
-        except OSError as exc:
-            tmp.unlink(missing_ok=True)
-            raise DatasetError(f"{path}: cannot write the manifest ({exc.strerror or exc})") from exc
+        except ProgrockError as exc:
+            raise DatasetError(str(exc).replace("cannot write", "cannot write the manifest", 1)) from exc
         return path
 
 
