@@ -152,7 +152,7 @@ def test_train_killed_mid_run_resumes_or_restarts_cleanly(train_data, tmp_path):
     assert "resuming" not in proc.stderr
     assert _epochs(run) == [1, 2]
     assert json.loads(last.read_text())["epoch"] == 2
-    assert json.loads((run / "model.json").read_text())["training"]["epochs_run"] == 2
+    assert json.loads((run / "training" / "cnn-1" / "model.json").read_text())["training"]["epochs_run"] == 2
 
 
 # ---------------------------------------------------------------------------------------------

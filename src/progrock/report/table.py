@@ -24,7 +24,8 @@ COLUMNS = ("path", "verdict", "probability", "vote_fraction", "n_snippets", "dur
 def row_of(path: str, result) -> list:
     """A :class:`~progrock.evaluation.verdict.SongResult` as a table row (the path printable:
     :func:`progrock.paths.printable`)."""
-    return [printable(path), result.verdict, result.probability, result.vote_fraction, result.n_snippets, result.duration,
+    votes = "" if result.vote_fraction is None else result.vote_fraction      # song-level models: no vote
+    return [printable(path), result.verdict, result.probability, votes, result.n_snippets, result.duration,
             result.model, " ".join(f"{p:.3f}" for p in result.snippet_probs)]
 
 

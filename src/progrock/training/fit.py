@@ -321,6 +321,8 @@ def _training_out_of_fold(run: Run, train: Songs, y_train: np.ndarray, oof: dict
     out: dict[str, np.ndarray] = {}
     for name, entry in run.entries.items():
         if entry.kind == "cnn":
+            if not all(n in oof for n in train.names):        # a song too short for a snippet: no pooled choice
+                continue
             probs = [oof[n][1] for n in train.names]
             score = (np.array([np.mean(p >= entry.threshold) for p in probs]) >= 0.5 if entry.rule == "vote"
                      else np.array([p.mean() for p in probs]) >= entry.threshold)
