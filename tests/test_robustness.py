@@ -20,7 +20,6 @@ import pytest
 import soundfile as sf
 
 from progrock.audio import decode, write_audio
-from progrock.audio.stream import decode_streamed
 from progrock.cli import main
 from progrock.errors import DecodeError, ProgrockError
 from progrock.features import FeatureConfig, compute_features
@@ -156,7 +155,8 @@ def test_mono_stereo_and_5_1_are_averaged(tmp_path, channels):
     assert audio.channels == channels
     mono = decode(write_audio(tmp_path / "mono.wav", y * gains.mean(), 48_000, subtype="FLOAT"))
     np.testing.assert_allclose(audio.y, mono.y, atol=1e-6)
-    assert decode_streamed(path).channels == channels
+    x, h = extract_file(path, FeatureConfig())
+    assert h == audio.sha256 and x.shape[1] > 100
 
 
 def test_digital_silence_warns_at_most_and_gives_finite_features(tmp_path):
@@ -194,7 +194,7 @@ def test_absurdly_large_samples_are_refused_by_the_decoder(tmp_path):
     """Float samples of 1e30 are finite but not audio: their powers overflow the features."""
     path = tmp_path / "absurd.wav"
     sf.write(path, music(12.0) * 1e30, SR, subtype="FLOAT")
-    with pytest.raises(DecodeError, match="sample values reach 5e\\+29") as info:
+    with pytest.raises(DecodeError, match="sample values reach [0-9.]+e\\+29: not audio") as info:
         decode(path)
     assert str(path) in str(info.value)
 

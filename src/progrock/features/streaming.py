@@ -1,7 +1,7 @@
 """Features of a file in bounded memory: decode in blocks → STFT in blocks → features.
 
 The file layer of :mod:`progrock.features.fast`. Samples come from
-:func:`progrock.audio.stream.stream_decode` (the samples and hash of
+:func:`progrock.audio.decode.stream_decode` (the samples and hash of
 :func:`progrock.audio.decode`), frames from :class:`~progrock.features.fast.BlockSTFT`,
 and the features from the set's accumulator, so the result equals
 ``compute_features(decode(path).y, config)`` bit for bit while memory stays
@@ -19,7 +19,7 @@ from typing import Callable, Protocol
 
 import numpy as np
 
-from progrock.audio.stream import StreamInfo, stream_decode
+from progrock.audio.decode import StreamInfo, stream_decode
 from progrock.features import fast
 from progrock.features.config import FeatureConfig
 from progrock.features.sets import compute_features
