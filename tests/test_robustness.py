@@ -25,7 +25,7 @@ from progrock.errors import DecodeError, ProgrockError
 from progrock.features import FeatureConfig, compute_features
 from progrock.features.store import extract_file
 
-from conftest import SR, music
+from conftest import SOURCE, SR, music
 
 # ---------------------------------------------------------------------------------------------
 # damaged files, made from good ones
@@ -272,7 +272,7 @@ def test_unreadable_file_is_reported_and_the_others_processed():
         cache = root / "cache"
         cache.mkdir(mode=0o777)
         os.chmod(cache, 0o777)
-        env = dict(os.environ, HOME=str(root), PROGROCK_CACHE=str(cache))
+        env = dict(os.environ, HOME=str(root), PROGROCK_CACHE=str(cache), PYTHONPATH=SOURCE)
         proc = subprocess.run(prefix + [sys.executable, "-m", "progrock", "features", str(songs),
                                         "--cache", str(cache), "--jobs", "1"],
                               capture_output=True, text=True, env=env, cwd=root, timeout=300)

@@ -373,6 +373,10 @@ def _read(path: Path, reader: str, block: int) -> Iterator[Block]:
 # Blocks -> mono, resampled, hashed, checked -> sink
 
 
+_SAMPLE_TYPES = {1: "<i1", 2: "<i2", 3: "<i4"}
+"""Integer type holding a FLAC sample of 1, 2 or 3 bytes, as the MD5 signature reads it."""
+
+
 class _FlacCheck:
     """The MD5 signature of a FLAC file against its decoded samples.
 
@@ -398,8 +402,11 @@ class _FlacCheck:
 
     def update(self, data: np.ndarray) -> None:
         """Take a block ``[channels, n]`` of decoded float32 samples."""
-        ints = np.rint(data.T * self._scale).astype("<i4", order="C")  # frames-major: interleaved as in the file
-        self._md5.update(ints.view(np.uint8).reshape(-1, 4)[:, :self._width].tobytes())
+        # Frames-major, as the file interleaves them; the products are whole numbers, exactly.
+        ints = (data.T * self._scale).astype(_SAMPLE_TYPES[self._width], order="C")
+        if self._width == 3:  # 24-bit samples: the low three bytes of each little-endian int32
+            ints = ints.view(np.uint8).reshape(-1, 4)[:, :3].copy()
+        self._md5.update(memoryview(ints).cast("B"))
         self.n_frames += data.shape[1]
 
     def problem(self, channels: int) -> str | None:
