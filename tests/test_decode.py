@@ -280,3 +280,17 @@ def test_stream_reports_what_decode_reports(tmp_path):
     assert (info.sr, info.source_sr, info.channels, info.decoder) == (SR, 44_100, 2, "soundfile")
     assert info.n_samples == len(audio.y) and info.duration == pytest.approx(audio.duration)
     assert info.warnings == audio.warnings == ()
+
+
+def test_threads_decoding_mp3_leave_stderr_as_it_was(tmp_path):
+    """The web app decodes in several threads; each silences libsndfile's MP3 notes on descriptor 2."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    paths = [write_audio(tmp_path / f"{i}.mp3", music(6.0, sr=sr, seed=i), sr)
+             for i, sr in enumerate((22_050, 48_000, 16_000, 44_100))]
+    before = os.fstat(2)
+    with ThreadPoolExecutor(4) as pool:
+        durations = list(pool.map(lambda p: decode(p).duration, paths * 4))
+    after = os.fstat(2)
+    assert durations == pytest.approx([6.0] * 16, abs=0.06)
+    assert (after.st_dev, after.st_ino) == (before.st_dev, before.st_ino)

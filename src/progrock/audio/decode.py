@@ -34,6 +34,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import threading
 import warnings
 from collections import deque
 from dataclasses import dataclass
@@ -232,24 +233,38 @@ def max_seconds(max_hours: float | None = None) -> float:
     return float(max_hours) * 3600.0
 
 
+_QUIET = threading.Lock()
+_quiet_users = 0
+_saved_stderr = -1
+
+
 @contextlib.contextmanager
 def _quiet_stderr():
-    """Silence C libraries writing to file descriptor 2 (libsndfile's MP3 decoder prints resync notes)."""
+    """Silence C libraries writing to file descriptor 2 (libsndfile's MP3 decoder prints resync notes).
+
+    Threads share the descriptor (the web app decodes in several): the first
+    user redirects it and the last one restores it.
+    """
+    global _quiet_users, _saved_stderr
+    with _QUIET:
+        if _quiet_users == 0:
+            try:
+                _saved_stderr = os.dup(2)
+                null = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(null, 2)
+                os.close(null)
+            except OSError:
+                pass  # stderr stays as it is
+        _quiet_users += 1
     try:
-        saved = os.dup(2)
-    except OSError:
-        yield
-        return
-    try:
-        null = os.open(os.devnull, os.O_WRONLY)
-        try:
-            os.dup2(null, 2)
-        finally:
-            os.close(null)
         yield
     finally:
-        os.dup2(saved, 2)
-        os.close(saved)
+        with _QUIET:
+            _quiet_users -= 1
+            if _quiet_users == 0 and _saved_stderr >= 0:
+                os.dup2(_saved_stderr, 2)
+                os.close(_saved_stderr)
+                _saved_stderr = -1
 
 
 def _mono(data: np.ndarray) -> np.ndarray:
@@ -296,10 +311,11 @@ def _soundfile_blocks(path: Path, source, block: int) -> Iterator[Block]:
                 first, grid = mp3_frame_grid(raw)
             frames = max(grid, frames // grid * grid)
             first = first or frames
+        quiet = _quiet_stderr if f.format == "MP3" else contextlib.nullcontext
         got = 0
         while True:
             try:
-                with _quiet_stderr():
+                with quiet():
                     data = f.read(first if got == 0 else frames, dtype="float32", always_2d=True)
             except (sf.LibsndfileError, RuntimeError, ValueError):
                 raise _Fallback from None
@@ -345,28 +361,26 @@ def _pyav_blocks(path: Path, source) -> Iterator[Block]:
         raise DecodeError(path, "no audio samples could be decoded")
 
 
-def _chains(path: Path) -> list:
-    """What to open in turn: the path, or byte ranges of its chained Ogg streams."""
+def _chains(path: Path) -> list[tuple[int, int]] | None:
+    """Byte ranges of the chained Ogg streams of ``path``; ``None`` for any other file."""
     with open(path, "rb") as f:
         if f.read(4) != b"OggS":
-            return [path]
+            return None
         ranges = ogg_chains(f, os.fstat(f.fileno()).st_size)
-    return [path] if len(ranges) == 1 else [ByteRange(path, a, b) for a, b in ranges]
+    return ranges if len(ranges) > 1 else None
 
 
 def _read(path: Path, reader: str, block: int) -> Iterator[Block]:
-    """Every block of every chained stream of ``path`` through one reader."""
-    sources = _chains(path)
-    try:
-        for source in sources:
-            if reader == "soundfile":
-                yield from _soundfile_blocks(path, source, block)
-            else:
-                yield from _pyav_blocks(path, source)
-    finally:
-        for source in sources:
-            if isinstance(source, ByteRange):
-                source.close()
+    """Every block of ``path`` through one reader, chained Ogg streams one after another."""
+    read = ((lambda source: _soundfile_blocks(path, source, block)) if reader == "soundfile"
+            else (lambda source: _pyav_blocks(path, source)))
+    ranges = _chains(path)
+    if ranges is None:
+        yield from read(path)
+        return
+    for start, end in ranges:
+        with ByteRange(path, start, end) as source:  # one open file at a time, however many streams
+            yield from read(source)
 
 
 # ---------------------------------------------------------------------------
