@@ -351,8 +351,9 @@ def test_fifo_and_devices_named_like_songs_are_not_regular_files(tmp_path):
             assert got["error"].reason == f"not a regular file ({kind})"
     manifest = _within(300, lambda: scan(tmp_path))["value"]
     errors = {s.path: s.error for s in manifest.songs}
-    assert errors == {"nonprog/good.ogg": "", "prog/good.flac": "", "prog/pipe.mp3":
-                      "not a regular file (a FIFO (named pipe))", "prog/zero.wav": "not a regular file (a character device)"}
+    assert errors == {"nonprog/good.ogg": "", "prog/good.flac": "",
+                      "prog/pipe.mp3": "not a regular file (a FIFO (named pipe))",
+                      "prog/zero.wav": "not a regular file (a character device)"}
 
 
 def _deep_folder(root: Path, total: int) -> tuple[Path, int]:
