@@ -12,6 +12,7 @@ import numpy as np
 import librosa
 
 from progrock.constants import SR
+from progrock.features.fast import BlockSTFT
 
 FP_N_FFT = 4096
 FP_HOP = 256
@@ -62,8 +63,6 @@ class FingerprintSink:
     """
 
     def __init__(self, *, sr: int = SR):
-        from progrock.features.fast import BlockSTFT
-
         self._mel = librosa.filters.mel(sr=sr, n_fft=FP_N_FFT, n_mels=FP_BANDS, fmin=300.0, fmax=4000.0)
         self._stft = BlockSTFT(n_fft=FP_N_FFT, hop_length=FP_HOP, block_frames=FP_BLOCK_FRAMES)
         self._last: np.ndarray | None = None  # band differences of the last frame so far
