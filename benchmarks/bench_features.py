@@ -192,7 +192,7 @@ def bench_end_to_end(files: dict[str, list[Path]], repeat: int) -> dict:
     import librosa
 
     from progrock.audio import decode
-    from progrock.audio.stream import stream_decode
+    from progrock.audio import stream_decode
     from progrock.features import FeatureConfig
     from progrock.features.reference import reference_seed43
     from progrock.features.files import features_from_file

@@ -203,7 +203,8 @@ def expand_inputs(inputs: Sequence[str | os.PathLike]) -> tuple[list[Path], list
     -------
     files : list of Path
     missing : list of (path, reason)
-        Inputs that do not exist, and folders without audio files.
+        Inputs that do not exist, folders without audio files, and folders
+        (or sub-folders) that cannot be read.
     """
     from progrock.audio import find_audio_files
 
@@ -211,8 +212,10 @@ def expand_inputs(inputs: Sequence[str | os.PathLike]) -> tuple[list[Path], list
     for item in inputs:
         p = Path(item)
         if p.is_dir():
-            found = find_audio_files(p)
-            if not found:  # e.g. a folder named like a song: say so rather than print nothing
+            skipped: list[tuple[str, str]] = []
+            found = find_audio_files(p, skipped=skipped)
+            missing.extend(skipped)
+            if not found and not skipped:  # e.g. a folder named like a song: say so rather than print nothing
                 missing.append((str(p), "a folder without audio files"))
             files.extend(found)
         elif os.path.lexists(p):

@@ -223,7 +223,12 @@ def train(data: Path, run_dir: Path, recipe: str, models: str | None, folds: int
 
 def _trained(outcome) -> None:
     run = outcome.run
-    out.print(f"default model: {run.default_model} (best validation song balanced accuracy)")
+    for m in run.description.get("cnn_members", []):
+        early = ", stopped early" if m["stopped_early"] else ""
+        out.print(f"CNN member {m['member']}: best epoch {m['best_epoch']} of {m['epochs_run']}{early} "
+                  f"({m['songs']} training songs)")
+    chosen_by = run.description.get("validation", {}).get("chosen_by", "balanced accuracy on the validation songs")
+    out.print(f"default model: {run.default_model} (best {chosen_by})")
     print_evaluation(outcome.evaluation)
     print_failures(outcome.failed)
     out.print(f"\nrun:         {outcome.run_dir.resolve()}\nreport:      {outcome.report.resolve()}\n"

@@ -26,8 +26,8 @@ from typing import Callable
 
 import numpy as np
 
-from progrock.audio import decode, find_audio_files
-from progrock.audio.fingerprint import FP_HOP, fingerprint, fingerprint_distance
+from progrock.audio import find_audio_files, stream_decode
+from progrock.audio.fingerprint import FP_HOP, FingerprintSink, fingerprint_distance
 from progrock.constants import CLASSES, SPLITS, SR
 from progrock.atomic import atomic_open
 from progrock.errors import DatasetError, ProgrockError
@@ -198,16 +198,23 @@ def list_songs(source: str | os.PathLike) -> tuple[list[Song], Path]:
 
 
 def _list_folder(root: Path) -> list[Song]:
+    """Songs under ``root``; a sub-folder that cannot be read is a song row with the reason as its error."""
     songs = []
-    for p in find_audio_files(root):
+    skipped: list[tuple[str, str]] = []
+    found = find_audio_files(root, skipped=skipped)
+    rows = [(p, "") for p in found] + [(Path(p), reason) for p, reason in skipped]
+    for p, error in rows:
+        if p == root:
+            raise DatasetError(f"{root}: {error}")
         parts = p.relative_to(root).parts
-        top = parts[0] if len(parts) > 1 else ""
+        top = parts[0] if len(parts) > 1 or error else ""
         if top in CLASSES:
-            songs.append(Song(path=p.relative_to(root).as_posix(), label=top))
+            songs.append(Song(path=p.relative_to(root).as_posix(), label=top, error=error))
         elif top:
             label = next((q for q in parts[1:-1] if q in CLASSES), "")
-            songs.append(Song(path=p.relative_to(root).as_posix(), label=label, split=top))
-    if not songs:
+            songs.append(Song(path=p.relative_to(root).as_posix(), label=label, split="" if error else top,
+                              error=error))
+    if not any(s.ok for s in songs) and not skipped:
         raise DatasetError(f"{root}: no audio files in prog/ or nonprog/ (or other set folders)")
     return songs
 
@@ -237,16 +244,16 @@ def _list_csv(path: Path) -> list[Song]:
 
 
 def _probe(path: str) -> dict:
-    """Decode one file: duration, rates, hash, fingerprint (runs in a worker)."""
+    """Decode one file block by block: duration, rates, hash, fingerprint (runs in a worker)."""
     try:
-        audio = decode(path)
+        sink, info = stream_decode(path, FingerprintSink)
+        fp = sink.finish()
     except ProgrockError as exc:
         return {"error": getattr(exc, "reason", str(exc))}
     except Exception as exc:  # noqa: BLE001 - a decoder crash must not stop a batch
         return {"error": f"unexpected {type(exc).__name__}: {exc}"}
-    fp = fingerprint(audio.y)
-    return {"duration": round(audio.duration, 3), "source_sr": audio.source_sr,
-            "channels": audio.channels, "audio_sha256": audio.sha256,
+    return {"duration": round(info.duration, 3), "source_sr": info.source_sr,
+            "channels": info.channels, "audio_sha256": info.sha256, "warnings": list(info.warnings),
             "fp": np.packbits(fp, axis=1), "fp_frames": fp.shape[1]}
 
 
@@ -369,13 +376,14 @@ def scan(source: str | os.PathLike, *, seed: int = 0,
     """
     songs, root = list_songs(source)
     manifest = Manifest(songs=songs, root=root)
+    todo = [i for i, s in enumerate(songs) if s.ok]  # an unreadable folder is listed, not probed
     if on_total:
-        on_total(len(songs))
-    paths = [str(manifest.resolve(s)) for s in songs]
+        on_total(len(todo))
+    paths = [str(manifest.resolve(songs[i])) for i in todo]
     fps: dict[int, np.ndarray] = {}
     probes = LocalEngine(jobs).map_ordered(_probe, paths, progress=progress,
                                            on_error=lambda _path, reason: {"error": reason})
-    for i, info in enumerate(probes):
+    for i, info in zip(todo, probes):
         s = songs[i]
         if "error" in info:
             s.error, s.split = info["error"], ""

@@ -21,7 +21,9 @@
 
 Every threshold is chosen on the validation songs (the song balanced
 accuracy's maximiser nearest 0.5), never on a test song; the default model is
-the one with the best validation song balanced accuracy.
+the one with the best song balanced accuracy on the validation songs pooled
+with the training songs' out-of-fold verdicts (validation alone where a model
+has none).
 """
 
 from __future__ import annotations
@@ -34,8 +36,8 @@ import numpy as np
 
 from progrock.constants import CLASSES
 from progrock.data.dataset import SongFeatures
-from progrock.data.snippets import SnippetConfig, SnippetSet, SongFrames
-from progrock.errors import DatasetError
+from progrock.data.snippets import SnippetConfig, SnippetSet, SongFrames, usable_frames
+from progrock.errors import DatasetError, SnippetError
 from progrock.evaluation.metrics import balanced_accuracy_at, choose_threshold
 from progrock.evaluation.verdict import song_vote_scores
 from progrock.features.sets import FeatureConfig
@@ -113,12 +115,25 @@ def needs(plan: FitPlan) -> list[FeatureConfig]:
     return [FeatureConfig.named(s) for s in sets]
 
 
-def _songs(data: SongFeatures, split: str) -> tuple[Songs, np.ndarray]:
-    """The songs of one split as a :class:`Songs` batch, and their labels (0/1)."""
-    idx = [i for i, s in enumerate(data.songs) if s.split == split and s.label in CLASSES]
+def _songs(data: SongFeatures, split: str, config: SnippetConfig) -> tuple[Songs, np.ndarray]:
+    """The songs of one split as a :class:`Songs` batch, and their labels (0/1).
+
+    A song too short for a snippet is left out, as :meth:`Run.judge` leaves it
+    out: every model learns from the songs every model can judge.
+    """
+    idx = [i for i, s in enumerate(data.songs) if s.split == split and s.label in CLASSES
+           and _gives_snippets(s.path, data.features["seed43"][i], config)]
     songs = Songs([data.songs[i].path for i in idx], {k: [v[i] for i in idx] for k, v in data.features.items()},
                   [data.songs[i].duration for i in idx], [data.songs[i].label for i in idx])
     return songs, np.array([CLASSES.index(data.songs[i].label) for i in idx], dtype=np.int64)
+
+
+def _gives_snippets(name: str, x: np.ndarray, config: SnippetConfig) -> bool:
+    try:
+        usable_frames(x, length=config.length, min_frames=config.min_frames, name=name, frame_rate=config.frame_rate)
+    except SnippetError:
+        return False
+    return True
 
 
 def _threshold(y: np.ndarray, scores: np.ndarray) -> float:
@@ -149,8 +164,8 @@ def fit_run(data: SongFeatures, run_dir: Path, plan: FitPlan, *, log: Callable[[
     Run
         Not yet saved (:func:`progrock.model.run.save_run`).
     """
-    train, y_train = _songs(data, "train")
-    val, y_val = _songs(data, "validation")
+    train, y_train = _songs(data, "train", plan.snippet_config)
+    val, y_val = _songs(data, "validation", plan.snippet_config)
     for name, y in (("train", y_train), ("validation", y_val)):
         if len(np.unique(y)) < 2:
             raise DatasetError(f"the {name} split needs prog and nonprog songs")
@@ -207,6 +222,9 @@ def _fit_cnn(run: Run, data: SongFeatures, plan: FitPlan, run_dir: Path, *, log,
                              log_dir=run_dir / "tensorboard" / f"cnn-{k + 1}",
                              feature_config=fc, snippet_config=c, log=log, progress=progress, resume=resume)
         run.networks.append(result.model.eval())
+        run.description.setdefault("cnn_members", []).append(
+            {"member": k + 1, "songs": len(songs.songs), "best_epoch": result.best_epoch,
+             "epochs_run": len(result.history), "stopped_early": result.stopped_early})
         if folds > 1:
             held = SnippetSet.place(_frames_subset(train.frames, ~keep), c, by_class=False)
             probs = Run({}, "", {}, c, [result.model]).snippet_probabilities(held)
