@@ -436,6 +436,9 @@ music = sys.argv[1]
 err = io.StringIO()
 with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
     status = main(["scan", music, "--seed", "0", "--jobs", "1"])
+feats = io.StringIO()
+with contextlib.redirect_stderr(feats), contextlib.redirect_stdout(feats):
+    features = main(["features", music, "--cache", music + "/../cache", "--jobs", "1"])
 try:
     find_audio_files(music)
     raised = None
@@ -443,7 +446,7 @@ except FileError as exc:
     raised = [exc.path, exc.reason]
 files, missing = expand_inputs([music])
 print(json.dumps({"scan": status, "stderr": err.getvalue(), "expand": [[str(f) for f in files], missing],
-                  "raised": raised}))
+                  "raised": raised, "features": [features, feats.getvalue()]}))
 """
 
 
@@ -472,6 +475,8 @@ def test_an_unreadable_folder_is_listed_with_its_reason_and_the_others_processed
         assert got["scan"] == 1 and reason in " ".join(got["stderr"].split())
         assert got["expand"][1] == [[str(locked), reason]] and len(got["expand"][0]) == 4
         assert got["raised"] == [str(locked), reason]
+        assert got["features"][0] == 1 and reason in " ".join(got["features"][1].split())
+        assert "4 files: 4 computed" in got["features"][1]
         os.chmod(locked, 0o755)
         rows = {s.path: s for s in read_manifest(music_dir / "manifest.csv").songs}
         assert rows["prog/locked"].error == reason and rows["prog/locked"].label == "prog"

@@ -116,8 +116,9 @@ def features(source: Path, cache: Path | None, feature_set: str, jobs: int | Non
     from progrock.features.files import features_from_files
 
     store = open_cache(cache).store(FeatureConfig.named(feature_set))
+    unreadable: list[tuple[str, str]] = []        # folders that cannot be read: listed, the walk goes on
     if source.is_dir():
-        paths, hashes = find_audio_files(source), None
+        paths, hashes = find_audio_files(source, skipped=unreadable), None
     elif source.is_file():
         manifest = read_manifest(source)
         songs = [s for s in manifest.songs if not s.error]
@@ -132,8 +133,8 @@ def features(source: Path, cache: Path | None, feature_set: str, jobs: int | Non
     counts = {k: sum(r.status == k for r in results) for k in ("computed", "cached", "failed")}
     out.print(f"{len(results)} files: {counts['computed']} computed, {counts['cached']} cached, "
               f"{counts['failed']} failed  ->  {store.folder}")
-    print_failures([(r.path, r.error) for r in results if r.status == "failed"])
-    if counts["failed"]:
+    print_failures(unreadable + [(r.path, r.error) for r in results if r.status == "failed"])
+    if counts["failed"] or unreadable:
         raise SystemExit(1)
 
 
