@@ -234,6 +234,23 @@ def _trained_on(run) -> str:
             f"<code>{_e(t.get('source', '?'))}</code>{kind}; features: {_e(', '.join(t.get('feature_sets', [])))}.</li>")
 
 
+def _folds_run(folder: Path, evaluation: Evaluation):
+    """For a cross-validation: a :class:`~progrock.model.run.Run` describing what its first fold was trained on
+    (its warning holds for every fold), or ``None``."""
+    from progrock.data.snippets import SnippetConfig
+    from progrock.model.run import Run
+
+    for path in sorted(folder.glob("r*-fold*/model.json")):
+        try:
+            described = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(described, dict) and isinstance(described.get("trained_on"), dict):
+            return Run({}, evaluation.default_model, {}, SnippetConfig(),
+                       description={"trained_on": described["trained_on"]})
+    return None
+
+
 def _glance(evaluation: Evaluation, run, config: dict) -> str:
     key, caution = headline_set(evaluation)
     warning = getattr(run, "warning", None)
@@ -331,9 +348,9 @@ def _metrics_set(evaluation: Evaluation, set_name: str) -> str:
 
 
 def _metrics_section(evaluation: Evaluation) -> str:
-    if not evaluation.metrics:
+    if not any(evaluation.metrics.values()):
         return "<p>No labelled songs: no metrics.</p>"
-    return "".join(_metrics_set(evaluation, s) for s in evaluation.metrics) + (
+    return "".join(_metrics_set(evaluation, s) for s, m in evaluation.metrics.items() if m) + (
         "<p class='muted'>Song level unless noted. Balanced accuracy is the mean of the two classes' recalls. "
         "Intervals: percentile bootstrap over the songs (2,000 resamples); none with fewer than "
         f"{MIN_PER_CLASS} songs of a class. ROC-AUC and the best balanced accuracy need no threshold; the best "
@@ -599,14 +616,14 @@ def write_report(folder: str | os.PathLike, evaluation: Evaluation, *, data_summ
     """
     folder = Path(folder)
     key = headline_set(evaluation)[0]
-    labelled = list(evaluation.metrics)
+    labelled = [s for s, m in evaluation.metrics.items() if m]
     when = _dt.datetime.now().strftime("%Y-%m-%d %H:%M")
     page = f"""<!doctype html><html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width,initial-scale=1"><title>{_e(title)}</title>
 <style>{CSS}{_model_css(evaluation)}</style></head><body>
 <header><h1>{_e(title)}</h1><p>{_e(folder)} · progrock {__version__} · {when} ·
 default model {_e(_title(evaluation, evaluation.default_model))}</p></header><main>
-<section id="glance"><h2>At a glance</h2>{_glance(evaluation, run, config)}</section>
+<section id="glance"><h2>At a glance</h2>{_glance(evaluation, run or _folds_run(folder, evaluation), config)}</section>
 <section id="metrics"><h2>Metrics</h2>{_metrics_section(evaluation)}</section>
 <section id="curves"><h2>Curves</h2>{_per_set(evaluation, labelled, key, lambda s: _curves(evaluation, s))}</section>
 <section id="confusion"><h2>Confusion matrices</h2>{_per_set(evaluation, labelled, key, lambda s: _confusions(evaluation, s))}</section>
