@@ -246,7 +246,8 @@ def test_songs_table_shows_axis_structure_familiarity_and_explanations(tmp_path)
             .iter("text")][-1] == "3:00"
     why = [e for e in page.find("td", **{"data-m": "logreg"}) if "odd_metre_max" in e[2]]
     assert len(why) == 40 and "↑ odd_metre_max = 0.5" in why[0][2] and "↓ duration_s = 200" in why[0][2]
-    assert page.find("select", class_="model-pick")[0][1]["data-target"] == page.find("table", class_="songs")[0][1]["id"]
+    table = page.find("table", class_="songs")[0][1]
+    assert page.find("select", class_="model-pick")[0][1]["data-target"] == table["id"] and table["data-show"] == "cnn"
 
 
 def _row_html(page: Page, song: str) -> str:

@@ -48,6 +48,8 @@ COPIES = "copies of training songs"
 NO_HEADLINE = ("train", "validation", COPIES)
 """Sets whose figures are no guide to new music: the headline comes from another set where there is one."""
 INTERVAL_METRICS = [("balanced_accuracy", "balanced accuracy"), ("mcc", "MCC"), ("roc_auc", "ROC-AUC")]
+WHY_HEADER = ("inputs that pushed the verdict<br><span class='muted'>↑ towards prog, ↓ towards nonprog "
+              "(push on the logit)</span>")
 POINT_METRICS = [("accuracy", "accuracy"), ("precision", "prog precision"), ("recall", "prog recall"),
                  ("f1", "prog F1")]
 
@@ -72,14 +74,16 @@ table{border-collapse:collapse;width:100%;font-size:13px;margin:6px 0 10px}
 th,td{padding:5px 7px;border-bottom:1px solid #e4e7eb;text-align:right;vertical-align:middle}
 th{background:#f5f3ff;cursor:pointer;position:sticky;top:0} td.l,th.l{text-align:left}
 tr.default td{font-weight:600;background:#faf5ff}
-.figs{display:flex;flex-wrap:wrap;gap:12px} .figs figure{margin:0} .figs img{max-width:100%;border:1px solid #eee;border-radius:6px}
+.figs{display:flex;flex-wrap:wrap;gap:12px} .figs figure{margin:0}
+.figs img{max-width:100%;border:1px solid #eee;border-radius:6px}
 figcaption{font-size:12px;color:#52606d;text-align:center;max-width:420px}
 .bad{color:#b91c1c} .good{color:#15803d} .muted{color:#7b8794;font-size:12px}
 .unfamiliar{background:#fde68a;color:#78350f;border-radius:4px;padding:1px 5px;font-size:12px;white-space:nowrap}
 svg.barcode,svg.structure{display:block;border-radius:3px}
 ul.why{margin:0;padding:0;list-style:none;font-size:12px;text-align:left;white-space:nowrap}
 ul.why li.up{color:#581c87} ul.why li.down{color:#52606d}
-td:not(.l){white-space:nowrap} td.iv{white-space:normal;min-width:70px} table.metrics td:first-child{min-width:190px} .nw{white-space:nowrap} .scroll{overflow-x:auto}
+td:not(.l){white-space:nowrap} td.iv{white-space:normal;min-width:70px} .nw{white-space:nowrap}
+table.metrics td:first-child{min-width:190px} .scroll{overflow-x:auto}
 details summary{cursor:pointer;font-weight:600;margin:8px 0}
 pre{background:#f5f7fa;padding:8px;border-radius:6px;font-size:12px;overflow:auto}
 code{background:#f5f7fa;padding:1px 4px;border-radius:4px}
@@ -103,6 +107,10 @@ def _e(text) -> str:
 
 def _fmt(v, digits: int = 3) -> str:
     return "–" if v is None else f"{v:.{digits}f}" if isinstance(v, float) else str(v)
+
+
+def _count(n: int, one: str, many: str = "") -> str:
+    return f"{n} {one if n == 1 else many or one + 's'}"
 
 
 def _title(evaluation: Evaluation, model: str) -> str:
@@ -179,7 +187,8 @@ def _cards(evaluation: Evaluation, key: str) -> str:
         default = model == evaluation.default_model
         cards.append(
             f"<div class='card{' default' if default else ''}' data-model='{_e(model)}'>"
-            f"<div class='v'>{_fmt(m.get('balanced_accuracy'))}</div><div class='iv'>{_e(interval)}</div>"
+            f"<div class='v'>{_fmt((iv or {}).get('value', m.get('balanced_accuracy')))}</div>"
+            f"<div class='iv'>{_e(interval)}</div>"
             f"<div class='k'>{_e(_title(evaluation, model))}{' (default model)' if default else ''}: "
             f"song balanced accuracy on {_e(key)}, {m['n']} songs ({m['n_prog']} prog){repeats}</div></div>")
     return f"<div class='cards'>{''.join(cards)}</div>"
@@ -230,8 +239,11 @@ def _trained_on(run) -> str:
         return ""
     songs = t.get("songs", {})
     kind = " — progrock's synthetic demo corpus" if t.get("synthetic") else ""
-    return (f"<li>Trained on {songs.get('prog', '?')} prog and {songs.get('nonprog', '?')} nonprog songs from "
-            f"<code>{_e(t.get('source', '?'))}</code>{kind}; features: {_e(', '.join(t.get('feature_sets', [])))}.</li>")
+    fold = getattr(run, "description", {}).get("cross_validation_fold")
+    who = f"The run of fold {_e(fold)} was trained" if fold else "Trained"
+    return (f"<li>{who} on {songs.get('prog', '?')} prog and {songs.get('nonprog', '?')} nonprog songs from "
+            f"<code>{_e(t.get('source', '?'))}</code>{kind}; "
+            f"features: {_e(', '.join(t.get('feature_sets', [])))}.</li>")
 
 
 def _folds_run(folder: Path, evaluation: Evaluation):
@@ -247,7 +259,7 @@ def _folds_run(folder: Path, evaluation: Evaluation):
             continue
         if isinstance(described, dict) and isinstance(described.get("trained_on"), dict):
             return Run({}, evaluation.default_model, {}, SnippetConfig(),
-                       description={"trained_on": described["trained_on"]})
+                       description={"trained_on": described["trained_on"], "cross_validation_fold": path.parent.name})
     return None
 
 
@@ -273,16 +285,17 @@ def _glance(evaluation: Evaluation, run, config: dict) -> str:
               comparison_banner(evaluation, key)]
     shifted = [m for m, v in evaluation.metrics[key].items() if (v.get("shift") or {}).get("shifted")]
     if shifted:
-        parts.append(f"<div class='warn shift-summary'>The probabilities of {_e(', '.join(_title(evaluation, m) for m in shifted))} "
-                     f"moved against validation on these songs: their thresholds may not fit this music (see Metrics).</div>")
+        names = ", ".join(_title(evaluation, m) for m in shifted)
+        parts.append(f"<div class='warn shift-summary'>The probabilities of {_e(names)} moved against validation "
+                     "on these songs: their thresholds may not fit this music (see Metrics).</div>")
     rows = evaluation.songs.get(key, {}).get(evaluation.default_model, [])
     strange = sum(bool(r.unfamiliar) for r in rows)
     if strange:
         facts.append(f"<li>{strange} of {len(rows)} {_e(key)} songs are unlike the training music: "
                      "their verdicts deserve less trust.</li>")
     if evaluation.copies or evaluation.skipped:
-        facts.append(f"<li>{len(evaluation.copies)} copies of training songs judged apart; "
-                     f"{len(evaluation.skipped)} files skipped (see below).</li>")
+        facts.append(f"<li>{_count(len(evaluation.copies), 'copy', 'copies')} of training songs judged apart; "
+                     f"{_count(len(evaluation.skipped), 'file')} skipped (see below).</li>")
     return "".join(parts) + f"<ul class='facts'>{''.join(facts)}</ul>"
 
 
@@ -305,7 +318,8 @@ def _comparison_cell(c: dict | None) -> str:
     if c["verdict"] == "cannot tell apart" and c.get("low") is not None and not c["low"] <= 0 <= c["high"]:
         word += f": fewer than {MIN_TO_COMPARE} songs of a class"
     iv = f" [{c['low']:+.2f}, {c['high']:+.2f}]" if c.get("low") is not None else ""
-    return f"<td data-v='{c['value']}'>{c['value']:+.3f}{iv}<br><span class='muted'>{word}</span></td>"
+    return (f"<td class='iv' data-v='{c['value']}'>{c['value']:+.3f}<span class='nw'>{iv}</span><br>"
+            f"<span class='muted'>{word}</span></td>")
 
 
 def _interval_html(m: dict | None) -> str:
@@ -451,14 +465,15 @@ def _familiar(r: SongResult) -> str:
         return "<td class='l' data-v='-1'>–</td>"
     tip = f"distance to the training music: {r.familiarity:.2f} × the cut-off" if r.familiarity is not None else ""
     if r.unfamiliar:
-        return f"<td class='l' data-v='{r.familiarity}'><span class='unfamiliar' title='{_e(tip)}'>unlike the training music</span></td>"
+        return (f"<td class='l' data-v='{r.familiarity}'><span class='unfamiliar' title='{_e(tip)}'>"
+                "unlike the training music</span></td>")
     return f"<td class='l' data-v='{r.familiarity}'><span class='muted' title='{_e(tip)}'>familiar</span></td>"
 
 
 def _model_cells(r: SongResult | None, model: str, explains: bool) -> str:
     if r is None:
         return f"<td data-m='{model}'>–</td>" * (4 if explains else 3)
-    mark = "" if r.correct is None else ("<span class='good'>✓</span>" if r.correct else "<span class='bad'>✗</span>")
+    mark = "" if r.correct is None else "<span class='good'>✓</span>" if r.correct else "<span class='bad'>✗</span>"
     cells = (f"<td data-m='{model}' data-v='{r.probability}'>{r.probability:.2f}</td>"
              f"<td class='l' data-m='{model}'>{r.verdict}</td><td data-m='{model}'>{mark}</td>")
     return cells + (f"<td class='l' data-m='{model}'>{_why(r.explanation)}</td>" if explains else "")
@@ -469,7 +484,8 @@ def _barcode_cell(r: SongResult | None, group: list[str]) -> str:
     if r is None or not r.snippet_probs:
         return f"<td class='l' data-m='{attr}'><span class='muted'>song-level model: no snippets</span></td>"
     return (f"<td class='l' data-m='{attr}' data-v='{r.n_snippets}'><span class='muted'>{r.n_snippets} snippets of "
-            f"{r.snippet_seconds:.3g} s</span>{barcode_svg(r.snippet_starts, r.snippet_probs, r.duration, snippet_seconds=r.snippet_seconds)}</td>")
+            f"{r.snippet_seconds:.3g} s</span>"
+            f"{barcode_svg(r.snippet_starts, r.snippet_probs, r.duration, snippet_seconds=r.snippet_seconds)}</td>")
 
 
 def _songs_table(evaluation: Evaluation, set_name: str, table_id: str, timelines: dict[str, dict]) -> str:
@@ -481,7 +497,7 @@ def _songs_table(evaluation: Evaluation, set_name: str, table_id: str, timelines
     groups = _barcode_groups(by_model)
     drawn = any(r.path in timelines for r in by_model[default])
     head = "".join(f"<th data-m='{m}'>p(prog)</th><th class='l' data-m='{m}'>verdict</th><th data-m='{m}'>ok</th>"
-                   + (f"<th class='l' data-m='{m}'>inputs that pushed the verdict<br><span class='muted'>↑ towards prog, ↓ towards nonprog (push on the logit)</span></th>" if m in explains else "")
+                   + (f"<th class='l' data-m='{m}'>{WHY_HEADER}</th>" if m in explains else "")
                    for m in models)
     head += "<th class='l'>truth</th>" + "".join(
         f"<th class='l' data-m='{_e(' '.join(g))}'>barcode: p(prog) along the song</th>" for g in groups)
@@ -535,13 +551,14 @@ def _copies_section(evaluation: Evaluation) -> str:
             + (f"<ul class='skipped'>{skipped}</ul>" if skipped else "<p>None.</p>"))
 
 
-def _member_caption(folder: Path) -> str:
-    """``CNN member k: kept epoch E of N`` from a member's ``model.json``."""
+def _member_caption(folder: Path, *, figure: bool = True) -> str:
+    """``CNN member k: weights kept from epoch E of N`` from a member's ``model.json``."""
     caption = f"CNN member {folder.name.rsplit('-', 1)[-1]}"
     try:
         t = json.loads((folder / "model.json").read_text())["training"]
         early = ", stopped early" if t.get("stopped_early") else ""
-        return f"{caption}: weights kept from epoch {t['best_epoch']} of {t['epochs_run']}{early} (dotted line)"
+        line = " (dotted line)" if figure else ""
+        return f"{caption}: weights kept from epoch {t['best_epoch']} of {t['epochs_run']}{early}{line}"
     except (OSError, ValueError, KeyError, TypeError):
         return caption
 
@@ -573,7 +590,7 @@ def _training_section(folder: Path, run, config: dict) -> str:
     folds = sorted(p for p in folder.glob("r*-fold*") if p.is_dir())
     if folds:
         items = "".join(f"<li><code>{_e(p.name)}</code>: "
-                        f"{_e('; '.join(_member_caption(m) for m in _members(p)) or 'not trained')} — "
+                        f"{_e('; '.join(_member_caption(m, figure=False) for m in _members(p)) or 'not trained')} — "
                         f"<code>progrock tensorboard {_e(p)}</code></li>" for p in folds)
         parts.append(f"<h3>The folds' runs</h3><ul class='facts'>{items}</ul>")
     parts.append(f"<details><summary>configuration</summary><pre>{_e(json.dumps(config, indent=2, default=str))}"
@@ -626,7 +643,8 @@ default model {_e(_title(evaluation, evaluation.default_model))}</p></header><ma
 <section id="glance"><h2>At a glance</h2>{_glance(evaluation, run or _folds_run(folder, evaluation), config)}</section>
 <section id="metrics"><h2>Metrics</h2>{_metrics_section(evaluation)}</section>
 <section id="curves"><h2>Curves</h2>{_per_set(evaluation, labelled, key, lambda s: _curves(evaluation, s))}</section>
-<section id="confusion"><h2>Confusion matrices</h2>{_per_set(evaluation, labelled, key, lambda s: _confusions(evaluation, s))}</section>
+<section id="confusion"><h2>Confusion matrices</h2>
+{_per_set(evaluation, labelled, key, lambda s: _confusions(evaluation, s))}</section>
 <section id="songs"><h2>Songs</h2>{_songs_section(evaluation, key, timelines or {})}</section>
 <section id="copies"><h2>Copies and skipped files</h2>{_copies_section(evaluation)}</section>
 <section id="training"><h2>Training</h2>{_training_section(folder, run, config)}</section>
