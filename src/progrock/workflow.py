@@ -295,7 +295,8 @@ def write_outputs(folder: Path, evaluation: Evaluation, run: Run, manifest: Mani
     timelines = None
     if data is not None and "seed43" in data.features:
         judged = {r.path for by_model in evaluation.songs.values() for rows in by_model.values() for r in rows}
-        seed43 = {s.path: x for s, x in zip(data.songs, data.features["seed43"]) if s.path in judged}
+        named = {printable(s.path): x for s, x in zip(data.songs, data.features["seed43"])}   # as songs_of names them
+        seed43 = {name: x for name, x in named.items() if name in judged}
         timelines = song_timelines(seed43, frame_rate=run.feature_config("seed43").frame_rate)
     return write_report(folder, evaluation, run=run, data_summary=summary(manifest), config=config,
                         timelines=timelines)
