@@ -271,7 +271,7 @@ def train_run(source: str | os.PathLike, run_dir: str | os.PathLike, *, cache: s
     run = load_run(run_dir)                       # what every later command will load
     evaluation = evaluate(run, {s: songs_of(data, s) for s in manifest.sets}, seed=plan.train_config.seed)
     evaluation.skipped = unreadable(manifest) + [(s.path, r) for s, r in data.failed] + evaluation.skipped
-    report = write_outputs(run_dir, evaluation, run, manifest, config)
+    report = write_outputs(run_dir, evaluation, run, manifest, config, data=data)
     return RunOutcome(run_dir, run, evaluation, report, failed=evaluation.skipped, warnings=warnings)
 
 
@@ -283,13 +283,23 @@ def _rebase(data: SongFeatures, manifest: Manifest) -> SongFeatures:
     return data
 
 
-def write_outputs(folder: Path, evaluation: Evaluation, run: Run, manifest: Manifest, config: dict) -> Path:
-    """``evaluation.json`` and ``report.html`` in ``folder``."""
+def write_outputs(folder: Path, evaluation: Evaluation, run: Run, manifest: Manifest, config: dict, *,
+                  data: SongFeatures | None = None) -> Path:
+    """``evaluation.json`` and ``report.html`` in ``folder``; with ``data``, the songs' structure timelines
+    are drawn from their ``seed43`` features."""
     from progrock.report.html import write_report
+    from progrock.report.structure import song_timelines
 
     folder.mkdir(parents=True, exist_ok=True)
     atomic_write_json(folder / "evaluation.json", evaluation.to_dict(), indent=1)
-    return write_report(folder, evaluation, run=run, data_summary=summary(manifest), config=config)
+    timelines = None
+    if data is not None and "seed43" in data.features:
+        judged = {r.path for by_model in evaluation.songs.values() for rows in by_model.values() for r in rows}
+        named = {printable(s.path): x for s, x in zip(data.songs, data.features["seed43"])}   # as songs_of names them
+        seed43 = {name: x for name, x in named.items() if name in judged}
+        timelines = song_timelines(seed43, frame_rate=run.feature_config("seed43").frame_rate)
+    return write_report(folder, evaluation, run=run, data_summary=summary(manifest), config=config,
+                        timelines=timelines)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -377,7 +387,8 @@ def evaluate_run(run_dir: str | os.PathLike, source: str | os.PathLike | None = 
         where = Path(report_dir) if report_dir else (
             Path(run.path).parent / "evaluations" / f"{'+'.join(wanted)}-{stamp}" if run.path else Path(f"evaluation-{stamp}"))
         report = write_outputs(where, evaluation, run, manifest, {"run": str(run_dir), "data": str(source or own),
-                                                                 "sets": wanted, "run_config": config})
+                                                                 "sets": wanted, "run_config": config},
+                               data=data)
     return evaluation, report
 
 

@@ -9,6 +9,7 @@ Three lanes on one time axis, from :func:`progrock.features.structure.song_timel
   that turns purple where the metre reads odd (the barcode's prog colour).
 
 Every stretch has a tooltip (``<title>``); no external assets.
+:func:`song_timelines` analyses many songs for a report.
 """
 
 from __future__ import annotations
@@ -127,3 +128,30 @@ def structure_svg(timeline: dict, *, width: int = 260, lane_height: int = 7) -> 
     parts += _tempo_lane(timeline, x, 2 * (lane_height + gap), lane_height, duration)
     parts.append("</svg>")
     return "".join(parts)
+
+
+def song_timelines(features: dict[str, np.ndarray], *, frame_rate: float) -> dict[str, dict]:
+    """The timeline of each song, for :func:`structure_svg`; a song the analysis refuses is left out.
+
+    Parameters
+    ----------
+    features : dict
+        Song name -> its ``seed43`` matrix ``np.ndarray [shape=(43, n_frames)]``.
+    frame_rate : float
+        Frames per second of the matrices.
+
+    Returns
+    -------
+    dict
+        Song name -> :func:`progrock.features.structure.song_timeline`.
+    """
+    from progrock.errors import ProgrockError
+    from progrock.features.structure import song_timeline
+
+    out = {}
+    for name, x in features.items():
+        try:
+            out[name] = song_timeline(x, frame_rate=frame_rate)
+        except (ProgrockError, ValueError):
+            continue
+    return out
