@@ -106,10 +106,10 @@ def _card(page, name: str):
     return page.locator("li.card", has=page.locator(".card-name", has_text=re.compile("^" + re.escape(name) + "$")))
 
 
-def _check_card_against_api(sync_api, page, model, song: Path) -> dict:
+def _check_card_against_api(sync_api, page, model, song: Path, model_name: str | None = None) -> dict:
     """The card of ``song`` shows classify_file's verdict and one stripe per snippet in the right colour."""
     expect = sync_api.expect
-    want = classify_file(model, song, name=song.name).to_dict()
+    want = classify_file(model, song, name=song.name, model=model_name).to_dict()
     card = _card(page, song.name)
     verdict = card.locator(".verdict")
     expect(verdict).to_have_text("Prog" if want["verdict"] == "prog" else "Not prog", timeout=WAIT_MS)
@@ -238,6 +238,12 @@ def _pick(page, paths) -> None:
     page.set_input_files("#picker", [str(p) for p in paths])
 
 
+def _choose_model(sync_api, page, name: str) -> None:
+    """Pick one of the run's models in the page's selector (sent as ?model= with the next uploads)."""
+    sync_api.expect(page.locator(f'#model-select option[value="{name}"]')).to_have_count(1)
+    page.select_option("#model-select", name)
+
+
 def _api_model(page, base_url: str) -> dict:
     r = page.request.get(base_url + "/api/model")
     assert r.ok
@@ -310,8 +316,7 @@ def test_real_recording_is_flagged_unlike_the_training_music(sync_api, page, mod
 def test_song_level_model_chosen_on_the_page(sync_api, page, model, demo_corpus):
     """?model= from the selector; a model without snippets says so, shows "–" votes and what pushed it."""
     expect = sync_api.expect
-    expect(page.locator("#model-select option[value=logreg]")).to_have_count(1)
-    page.select_option("#model-select", "logreg")
+    _choose_model(sync_api, page, "logreg")
     song = sorted(demo_corpus.rglob("*.ogg"))[-1]
     want = classify_file(model, song, name=song.name, model="logreg").to_dict()
     assert want["vote_fraction"] is None and want["n_snippets"] == 0 and want["explanation"]
@@ -324,17 +329,16 @@ def test_song_level_model_chosen_on_the_page(sync_api, page, model, demo_corpus)
     expect(card.locator(".whole-song")).to_contain_text("this model judges the whole song", ignore_case=True)
     expect(card.locator("svg.barcode")).to_have_count(0)
 
+    # Every input of the explanation, those pushing towards the verdict first, marked by direction.
     chips = card.locator(".explain .chip")
     expect(chips).to_have_count(len(want["explanation"]))
-    shown = {chips.nth(i).inner_text().rsplit(" ", 1)[0]: chips.nth(i).get_attribute("class")
-             for i in range(chips.count())}
-    assert set(shown) == {e["input"] for e in want["explanation"]}
-    for e in want["explanation"]:
-        assert ("towards-prog" in shown[e["input"]]) == (e["push"] > 0), (e, shown[e["input"]])
-    # The inputs pushing towards the verdict come first.
-    first = chips.first.get_attribute("class")
-    assert ("towards-prog" in first) == (want["verdict"] == "prog") or all(
-        (e["push"] > 0) != (want["verdict"] == "prog") for e in want["explanation"])
+    with_verdict = [(e["push"] > 0) == (want["verdict"] == "prog") for e in want["explanation"]]
+    order = [e for e, w in zip(want["explanation"], with_verdict) if w] + \
+            [e for e, w in zip(want["explanation"], with_verdict) if not w]
+    shown = [(chips.nth(i).inner_text().rsplit(" ", 1)[0], chips.nth(i).get_attribute("class"))
+             for i in range(chips.count())]
+    assert [name for name, _ in shown] == [e["input"] for e in order]
+    assert [("towards-prog" in cls) for _, cls in shown] == [e["push"] > 0 for e in order]
 
 
 # ---- hearing the evidence -----------------------------------------------------------------------
@@ -367,9 +371,10 @@ def _wait_audio(page, condition: str) -> dict:
 def test_a_stripe_plays_its_snippet_from_the_users_file(sync_api, page, model, demo_corpus, base_url):
     expect = sync_api.expect
     a, b = sorted(demo_corpus.rglob("*.wav"), key=lambda p: p.stat().st_size)[-2:]
+    _choose_model(sync_api, page, "cnn")
     _pick(page, [a, b])
-    want = _check_card_against_api(sync_api, page, model, a)
-    _check_card_against_api(sync_api, page, model, b)
+    want = _check_card_against_api(sync_api, page, model, a, "cnn")
+    _check_card_against_api(sync_api, page, model, b, "cnn")
     assert want["n_snippets"] >= 2 and want["snippet_starts"][0] + want["snippet_seconds"] < want["duration"] - 1
     server = []
     page.on("request", lambda r: server.append(r.url) if r.url.startswith(base_url) else None)
@@ -540,9 +545,10 @@ def test_colour_scale_equals_the_reports_and_zero_is_visible(sync_api, page, mod
     js = page.evaluate("async (ps) => { const m = await import('/static/barcode.js'); return ps.map(m.colour); }", ps)
     assert js == [colour(p) for p in ps]
 
-    song = sorted(demo_corpus.rglob("*.m4a"))[-1] if list(demo_corpus.rglob("*.m4a")) else sorted(demo_corpus.rglob("*.wav"))[0]
+    song = sorted(demo_corpus.rglob("*.wav"))[0]
+    _choose_model(sync_api, page, "cnn")
     _pick(page, [song])
-    _check_card_against_api(sync_api, page, model, song)
+    _check_card_against_api(sync_api, page, model, song, "cnn")
     box = _card(page, song.name).locator("svg.barcode")
     # p = 0 stands out from what surrounds a stripe: the page, the card and the hatched "no snippet here".
     around = page.evaluate("""() => [getComputedStyle(document.documentElement).backgroundColor,

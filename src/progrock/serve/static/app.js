@@ -157,8 +157,8 @@ function showFamiliarity(card, pred) {
   flag.hidden = pred.unfamiliar !== true;
   if (pred.unfamiliar === true) {
     const ratio = typeof pred.familiarity === "number" ? pred.familiarity.toFixed(2) : "?";
-    flag.title = `familiarity ${ratio}: this song is ${ratio} times as far from the training music as the ` +
-      "farthest the model is meant to judge (above 1 is unfamiliar), so its verdict is a guess";
+    flag.title = `familiarity ${ratio}: this song's distance to the music the model was trained on is ` +
+      `${ratio} × the cut-off (above 1: unlike the training music), so treat its verdict as a guess`;
   }
   card.querySelector(".verdict").classList.toggle("is-unsure", pred.unfamiliar === true);
 }
@@ -341,6 +341,8 @@ function pump() {
     upload(file, card).then((res) => {
       state.running -= 1;
       if (res.ok) showResult(card, res.pred);
+      else if (card._asked.tags) showError(card, `${res.error} (the tagger's tags were asked for: untick ` +
+                                             "“show what the tagger hears” to classify without them)");
       else showError(card, res.error);
       card.hidden = !passes(card);
       applyFilter();

@@ -4,6 +4,13 @@
 // URL of the user's File: the song is read from their disk by the browser; nothing is kept or
 // fetched from the server.
 
+const MEDIA_ERRORS = {
+  1: "reading it was stopped",
+  2: "reading it failed",
+  3: "it could not be decoded",
+  4: "its format is not one this browser plays, or the page may not read it",
+};
+
 export class SnippetPlayer {
   // audio: the page's <audio> element. onChange(owner, index, time): the snippet playing (index -1:
   // none) and the play head in seconds. onError(owner, message): the browser could not play it.
@@ -76,9 +83,11 @@ export class SnippetPlayer {
 
   fail(owner, err) {
     this.stop();
-    const codes = { 1: "stopped", 2: "a network error", 3: "it could not be decoded",
-                    4: "the format is not supported here or the page may not read it" };
-    const why = err && err.code ? codes[err.code] || `error ${err.code}` : (err && err.message) || "unknown error";
+    let why;
+    if (err instanceof MediaError) why = MEDIA_ERRORS[err.code] || `media error ${err.code}`;
+    else if (err && err.name === "NotAllowedError") why = "the browser did not allow this page to play sound";
+    else if (err && err.name === "NotSupportedError") why = MEDIA_ERRORS[4];
+    else why = (err && err.message) || "unknown error";
     this.onError(owner, `this browser cannot play the file (${why}); the verdict does not depend on it`);
   }
 }
