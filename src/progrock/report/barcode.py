@@ -4,6 +4,12 @@ Each snippet owns the stretch from its start to the next snippet's start (the
 last one its full length), coloured from nonprog (pale) to prog (dark), so
 overlapping snippets do not hide each other. Three renderings: SVG for pages
 (with a time axis: :func:`time_marks`), text for terminals, PNG for files.
+
+The colour scale runs from a mid blue (p = 0) to a deep purple (p = 1),
+darker meaning more prog. Its low end is a clear colour, so a snippet the
+model calls surely not prog never looks like the page behind it or like the
+stretches where no snippet starts. The web page (``serve/static/barcode.js``)
+uses the same two ends and the same rounding.
 """
 
 from __future__ import annotations
@@ -16,13 +22,16 @@ import numpy as np
 
 from progrock.constants import SNIPPET_SECONDS
 
-_LOW = np.array([236, 239, 241])    # nonprog: pale grey
-_HIGH = np.array([88, 28, 135])     # prog: deep purple
+_LOW = np.array([122, 165, 214])    # p = 0, nonprog: mid blue (#7aa5d6; contrast 2.6 on white)
+_HIGH = np.array([88, 28, 135])     # p = 1, prog: deep purple (#581c87)
 _BLOCKS = " ░▒▓█"
 
 
 def colour(p: float) -> str:
-    """Hex colour of a prog probability ``p`` in [0, 1]."""
+    """Hex colour of a prog probability ``p`` in [0, 1]: linear in RGB from ``_LOW`` to ``_HIGH``.
+
+    Values outside [0, 1] are clipped; channels are rounded half to even (numpy's rule).
+    """
     c = (_LOW + (_HIGH - _LOW) * float(np.clip(p, 0, 1))).round().astype(int)
     return "#{:02x}{:02x}{:02x}".format(*c)
 
