@@ -34,7 +34,10 @@ def test_every_song_gets_one_out_of_fold_verdict_per_model(cv_run, demo_corpus):
         iv = m["intervals"]["balanced_accuracy"]
         assert iv["low"] <= m["balanced_accuracy"] <= iv["high"]
     assert set(data["comparisons"]["out-of-fold"]) == {"logreg", "extratrees"}
-    assert (out / "report.html").is_file() and "out-of-fold" in (out / "report.html").read_text()
+    page = (out / "report.html").read_text()
+    assert "out-of-fold" in page and page.count('<svg class="structure"') >= n   # every song's timeline
+    names = {r["path"] for r in json.loads((out / "r1-fold1" / "oof.json").read_text())["results"]["cnn"]}
+    assert names and all((demo_corpus / name).is_file() for name in names)   # named as in the source folder
 
 
 def test_a_folds_test_songs_never_train_or_validate_its_run(cv_run):

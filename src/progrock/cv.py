@@ -35,6 +35,8 @@ from progrock.errors import ConfigError, DatasetError
 from progrock.evaluation.evaluate import Evaluation, model_metrics
 from progrock.evaluation.intervals import RESAMPLES, balanced_accuracy, mcc, paired_difference, roc_auc
 from progrock.evaluation.verdict import SongResult
+from progrock.features.sets import FeatureConfig
+from progrock.paths import printable
 from progrock.training.fit import FitPlan
 
 INNER_VALIDATION = 0.15
@@ -80,17 +82,26 @@ def _fold_manifest(manifest: Manifest, fold_of: dict[str, int], k: int, seed: in
     return Manifest(songs=songs, root=manifest.root)
 
 
+def _source_name(path: str, root: Path, names_root: str) -> str:
+    """A fold manifest's song path (relative to the fold's folder) as the source manifest names it."""
+    if Path(path).is_absolute():
+        return printable(path)
+    return printable(Path(os.path.relpath(os.path.normpath(root / path), names_root)).as_posix())
+
+
 def _fold_job(args: tuple) -> dict:
     """Train one fold's run and judge its test songs (in a worker; the same function for every engine).
 
-    ``args``: the fold folder, the fold's manifest path, the cache folder, the plan (as JSON), threads.
-    Writes ``oof.json`` (the fold's song results per model) last, so a fold with it is complete.
+    ``args``: the fold folder, the fold's manifest path, the cache folder, the plan (as JSON), threads,
+    and the folder the songs' names are relative to (the source manifest's, so every fold names a song
+    as a run on the whole data would). Writes ``oof.json`` (the fold's song results per model) last, so
+    a fold with it is complete.
     """
     from progrock.model.run import load_run, save_run
     from progrock.training.fit import fit_run
     from progrock.workflow import song_features, songs_of, trained_on
 
-    fold_dir, manifest_path, cache, plan_json, threads = args
+    fold_dir, manifest_path, cache, plan_json, threads, names_root = args
     fold_dir = Path(fold_dir)
     plan = plan_from_json(plan_json)
     plan = replace(plan, train_config=replace(plan.train_config, num_threads=threads))
@@ -104,10 +115,11 @@ def _fold_job(args: tuple) -> dict:
     save_run(fold_dir, run)
     run = load_run(fold_dir)
     judged = run.judge(songs_of(data, "test"))
+    name = {printable(s.path): _source_name(s.path, manifest.root, names_root) for s in manifest.songs}
     atomic_write_json(fold_dir / "oof.json", {
         "default_model": run.default_model,
-        "results": {m: [r.to_dict() for r in rows] for m, rows in judged.results.items()},
-        "skipped": judged.skipped})
+        "results": {m: [{**r.to_dict(), "path": name[r.path]} for r in rows] for m, rows in judged.results.items()},
+        "skipped": [(name.get(p, p), reason) for p, reason in judged.skipped]})
     return {"fold": fold_dir.name, "default_model": run.default_model}
 
 
@@ -151,7 +163,7 @@ def cross_validate(source: str | os.PathLike, out_dir: str | os.PathLike, *, cac
     """
     from progrock.parallel.engines import LocalEngine
     from progrock.training.fit import needs
-    from progrock.workflow import Hooks, check_training_data, open_dataset, song_features
+    from progrock.workflow import Hooks, check_training_data, open_dataset, song_features, song_timelines_of
 
     hooks = hooks or Hooks()
     plan = plan or FitPlan()
@@ -162,7 +174,7 @@ def cross_validate(source: str | os.PathLike, out_dir: str | os.PathLike, *, cac
     manifest = open_dataset(source, seed=seed, jobs=jobs, hooks=hooks)
     config = {"source": str(source), "folds": folds, "repeats": repeats, "seed": seed, "plan": plan_to_json(plan)}
     _check_settings(out_dir, config)
-    song_features(manifest, needs(plan), cache, jobs=jobs, hooks=hooks)   # every feature once, into the cache
+    data = song_features(manifest, needs(plan), cache, jobs=jobs, hooks=hooks)   # every feature once, into the cache
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out_dir / "cv.json", {"config": config})
     tasks = []
@@ -175,7 +187,7 @@ def cross_validate(source: str | os.PathLike, out_dir: str | os.PathLike, *, cac
             fold_dir.mkdir(parents=True, exist_ok=True)
             path = _fold_manifest(manifest, fold_of, k, seed=seed + 1000 * r + k).write(fold_dir / "fold-manifest.csv")
             tasks.append((str(fold_dir), str(path), str(Path(cache).resolve()), plan_to_json(plan),
-                          1 if jobs > 1 else None))
+                          1 if jobs > 1 else None, str(manifest.root)))
     engine = LocalEngine(min(jobs, max(1, len(tasks))))
     done = folds * repeats - len(tasks)
     for _i, _summary in engine.map_unordered(_fold_job, tasks):
@@ -187,7 +199,9 @@ def cross_validate(source: str | os.PathLike, out_dir: str | os.PathLike, *, cac
     atomic_write_json(out_dir / "cv.json", {"config": config, **evaluation.to_dict(songs=False)})
     from progrock.report.html import write_report
 
-    report = write_report(out_dir, evaluation, data_summary=[], config=config, title="progrock cross-validation")
+    timelines = song_timelines_of(evaluation, data, frame_rate=FeatureConfig.named("seed43").frame_rate)
+    report = write_report(out_dir, evaluation, data_summary=[], config=config,
+                          title="progrock cross-validation", timelines=timelines)
     return CVOutcome(out_dir, evaluation, report, folds=[t[0] for t in tasks])
 
 

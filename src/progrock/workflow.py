@@ -284,22 +284,28 @@ def _rebase(data: SongFeatures, manifest: Manifest) -> SongFeatures:
 
 
 def write_outputs(folder: Path, evaluation: Evaluation, run: Run, manifest: Manifest, config: dict, *,
-                  data: SongFeatures | None = None) -> Path:
+                  data: SongFeatures | None = None, title: str = "progrock run report") -> Path:
     """``evaluation.json`` and ``report.html`` in ``folder``; with ``data``, the songs' structure timelines
     are drawn from their ``seed43`` features."""
     from progrock.report.html import write_report
-    from progrock.report.structure import song_timelines
 
     folder.mkdir(parents=True, exist_ok=True)
     atomic_write_json(folder / "evaluation.json", evaluation.to_dict(), indent=1)
-    timelines = None
-    if data is not None and "seed43" in data.features:
-        judged = {r.path for by_model in evaluation.songs.values() for rows in by_model.values() for r in rows}
-        named = {printable(s.path): x for s, x in zip(data.songs, data.features["seed43"])}   # as songs_of names them
-        seed43 = {name: x for name, x in named.items() if name in judged}
-        timelines = song_timelines(seed43, frame_rate=run.feature_config("seed43").frame_rate)
+    timelines = song_timelines_of(evaluation, data, frame_rate=run.feature_config("seed43").frame_rate)
     return write_report(folder, evaluation, run=run, data_summary=summary(manifest), config=config,
-                        timelines=timelines)
+                        timelines=timelines, title=title)
+
+
+def song_timelines_of(evaluation: Evaluation, data: SongFeatures | None, *, frame_rate: float) -> dict | None:
+    """The structure timelines of the songs ``evaluation`` judged, keyed as :func:`songs_of` names them
+    (``None`` without ``seed43`` features)."""
+    from progrock.report.structure import song_timelines
+
+    if data is None or "seed43" not in data.features:
+        return None
+    judged = {r.path for by_model in evaluation.songs.values() for rows in by_model.values() for r in rows}
+    named = {printable(s.path): x for s, x in zip(data.songs, data.features["seed43"])}
+    return song_timelines({name: x for name, x in named.items() if name in judged}, frame_rate=frame_rate)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -388,7 +394,7 @@ def evaluate_run(run_dir: str | os.PathLike, source: str | os.PathLike | None = 
             Path(run.path).parent / "evaluations" / f"{'+'.join(wanted)}-{stamp}" if run.path else Path(f"evaluation-{stamp}"))
         report = write_outputs(where, evaluation, run, manifest, {"run": str(run_dir), "data": str(source or own),
                                                                  "sets": wanted, "run_config": config},
-                               data=data)
+                               data=data, title="progrock evaluation")
     return evaluation, report
 
 
