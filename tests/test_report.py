@@ -21,7 +21,7 @@ from progrock.evaluation.evaluate import Evaluation, model_metrics
 from progrock.evaluation.intervals import format_interval, paired_difference
 from progrock.evaluation.verdict import SongResult
 from progrock.model.run import ModelEntry, Run
-from progrock.report.barcode import barcode_svg, time_marks
+from progrock.report.barcode import barcode_svg, barcode_text, time_marks
 from progrock.report.html import headline_set, write_report
 
 TITLES = {"cnn": "1D-CNN, snippet vote", "logreg": "Logistic regression (song statistics)"}
@@ -201,6 +201,13 @@ def test_time_marks_end_at_the_last_whole_step_of_the_song():
     assert time_marks(150.0)[-1] == 150.0 and time_marks(150.0)[1] == 30.0
     assert time_marks(45.0) == [0.0, 10.0, 20.0, 30.0, 40.0]
     assert len(time_marks(3600.0)) - 1 <= 8
+
+
+def test_the_terminal_strip_never_leaves_a_blank_and_rises_with_the_probability():
+    strip = barcode_text([0.0, 0.02, 0.3, 0.6, 0.99, 1.0], width=6)
+    assert " " not in strip and strip[0] == "▁" and strip[-1] == "█"
+    assert list(strip) == sorted(strip)                       # the block characters rise with p
+    assert barcode_text([0.0] * 100, width=30) == "▁" * 30
 
 
 def test_the_barcode_has_a_time_axis_with_minute_marks():

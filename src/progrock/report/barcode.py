@@ -24,7 +24,7 @@ from progrock.constants import SNIPPET_SECONDS
 
 _LOW = np.array([122, 165, 214])    # p = 0, nonprog: mid blue (#7aa5d6; contrast 2.6 on white)
 _HIGH = np.array([88, 28, 135])     # p = 1, prog: deep purple (#581c87)
-_BLOCKS = " ░▒▓█"
+_BLOCKS = "▁▂▃▄▅▆▇█"          # a sparkline: p = 0 is a low bar, never a blank that reads as missing
 
 
 def colour(p: float) -> str:
@@ -120,7 +120,8 @@ def barcode_svg(starts: list[float], probs: list[float], duration: float, *, wid
 
 
 def barcode_text(probs: list[float], *, width: int = 40) -> str:
-    """A compact strip for terminals: one block character per cell, darker = more prog."""
+    """A compact strip for terminals: one bar per cell, its height the cell's mean probability of prog
+    (``▁`` for 0 up to ``█`` for 1)."""
     if not len(probs):
         return ""
     p = np.asarray(probs, dtype=float)

@@ -6,7 +6,7 @@ Three lanes on one time axis, from :func:`progrock.features.structure.song_timel
 * key per analysis window, coloured round the circle of fifths (minor keys
   darker), a tick where the key settles on a new one;
 * tempo per window as a line (log scale, 60-240 BPM), over a background
-  that turns purple where the metre reads odd (the barcode's prog colour).
+  that turns amber where the metre reads odd (evidence, not the prog colour).
 
 Every stretch has a tooltip (``<title>``); no external assets.
 :func:`song_timelines` analyses many songs for a report.
@@ -19,7 +19,6 @@ import html
 
 import numpy as np
 
-from progrock.report.barcode import colour
 
 _BPM_RANGE = (60.0, 240.0)
 
@@ -80,12 +79,20 @@ def _key_lane(tl: dict, x, y: float, h: float, duration: float) -> list[str]:
     return out
 
 
+def _odd_colour(odd: float) -> str:
+    """Odd-metre strength 0..1 as a fill from the page's grey to amber (not the prog scale: it is
+    evidence, not a verdict)."""
+    lo, hi = np.array([0xf1, 0xf3, 0xf5]), np.array([0xf0, 0x8c, 0x00])
+    r, g, b = (lo + float(np.clip(odd, 0.0, 1.0)) * (hi - lo)).round().astype(int)
+    return f"#{r:02x}{g:02x}{b:02x}"
+
+
 def _tempo_lane(tl: dict, x, y: float, h: float, duration: float) -> list[str]:
     out, points = [], []
     lo, hi = np.log2(_BPM_RANGE[0]), np.log2(_BPM_RANGE[1])
     spans = window_spans(tl["tempo_times"], duration)
     for (a, b), t, bpm, odd in zip(spans, tl["tempo_times"], tl["tempo_bpm"], tl["odd_metre"]):
-        out.append(_rect(x(a), x(b), y, h, colour(odd),
+        out.append(_rect(x(a), x(b), y, h, _odd_colour(odd),
                          f"{_clock(a)}–{_clock(b)}  {bpm:.0f} BPM, odd metre {odd:.2f}"))
         v = float(np.clip((np.log2(max(bpm, 1e-6)) - lo) / (hi - lo), 0.0, 1.0))
         points.append(f"{x(t):.1f},{y + h - v * h:.1f}")
