@@ -441,9 +441,9 @@ def test_exports_and_filter(sync_api, page, model, demo_corpus, tmp_path):
     junk = tmp_path / "not-a-song.ogg"
     junk.write_bytes(b"OggS but not really\n" * 20)
     songs = [by_verdict["prog"][0], odd, by_verdict["nonprog"][0], junk]
-    # The API echoes the name the browser sent, and browsers send '"' in a file name as %22 (HTML's
-    # multipart/form-data encoding); the exports keep the API's answers as they came.
-    wanted = [by_verdict["prog"][1], dict(by_verdict["nonprog"][1], path=odd.name.replace('"', "%22")),
+    # Browsers send '"' in a file name as %22 (HTML's multipart/form-data encoding); the API turns it
+    # back, so the exports carry the file's own name.
+    wanted = [by_verdict["prog"][1], dict(by_verdict["nonprog"][1], path=odd.name),
               by_verdict["nonprog"][1]]
     _pick(page, songs)
     expect(page.locator("li.card[data-state=pending]")).to_have_count(0, timeout=WAIT_MS)
