@@ -12,9 +12,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-import pytest
-
 from progrock.audio import write_audio
 from progrock.cli import main
 
@@ -142,7 +139,6 @@ def test_small_inconsistencies_are_gone(tiny_run, demo_corpus, tmp_path, capsys)
     assert "nope" in capsys.readouterr().err
     assert main(["train", "--help"]) == 0
     assert "the recipe's" in capsys.readouterr().out                         # --patience says its default
-    song = next((demo_corpus / "prog").iterdir())
     # predict uses the shared cache by default, like every command
     cache = Path(os.environ["PROGROCK_CACHE"])
     before = set(cache.rglob("*.npy")) if cache.exists() else set()

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from progrock.cli import (_on_interrupt, cache_option, cli, console, default_cache, engine_options,
+from progrock.cli import (_on_interrupt, cache_option, cli, console, engine_options,
                               feature_set_option, jobs_option, meter, open_cache, open_engine, out,
                               print_failures, usable_jobs)
 from progrock.cli.output import print_evaluation, print_result

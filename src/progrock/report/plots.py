@@ -27,11 +27,19 @@ def confusion_figure(confusion, classes=CLASSES, title: str = "Confusion matrix"
     """
     from matplotlib.figure import Figure
 
+    fig = Figure(figsize=(4.2, 3.6), dpi=100, layout="constrained")
+    ax = fig.add_subplot()
+    im = _confusion_panel(ax, confusion, classes)
+    ax.set_title(title)
+    fig.colorbar(im, ax=ax, fraction=0.046, label="share of true class")
+    return fig
+
+
+def _confusion_panel(ax, confusion, classes):
+    """One confusion matrix on ``ax``: cells coloured by the share of the true class, count and share written."""
     c = np.asarray(confusion, dtype=np.int64)
     row = c.sum(axis=1, keepdims=True)
     share = np.divide(c, row, out=np.zeros(c.shape, dtype=np.float64), where=row > 0)
-    fig = Figure(figsize=(4.2, 3.6), dpi=100, layout="constrained")
-    ax = fig.add_subplot()
     im = ax.imshow(share, cmap="Blues", vmin=0.0, vmax=1.0)
     for i in range(c.shape[0]):
         for j in range(c.shape[1]):
@@ -41,9 +49,7 @@ def confusion_figure(confusion, classes=CLASSES, title: str = "Confusion matrix"
     ax.set_yticks(range(len(classes)), labels=list(classes))
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
-    ax.set_title(title)
-    fig.colorbar(im, ax=ax, fraction=0.046, label="share of true class")
-    return fig
+    return im
 
 
 def plot_confusion(confusion, classes=CLASSES, title: str = "Confusion matrix",
@@ -124,18 +130,7 @@ def confusions_figure(confusions: dict[str, list], classes=CLASSES, title: str =
     fig = Figure(figsize=(3.1 * cols, 2.9 * rows + 0.4), dpi=90, layout="constrained")
     axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).ravel()
     for ax, (name, confusion) in zip(axes, confusions.items()):
-        c = np.asarray(confusion, dtype=np.int64)
-        row = c.sum(axis=1, keepdims=True)
-        share = np.divide(c, row, out=np.zeros(c.shape, dtype=np.float64), where=row > 0)
-        ax.imshow(share, cmap="Blues", vmin=0.0, vmax=1.0)
-        for i in range(c.shape[0]):
-            for j in range(c.shape[1]):
-                ax.text(j, i, f"{c[i, j]}\n{share[i, j]:.0%}", ha="center", va="center",
-                        color="white" if share[i, j] > 0.6 else "black")
-        ax.set_xticks(range(len(classes)), labels=list(classes))
-        ax.set_yticks(range(len(classes)), labels=list(classes))
-        ax.set_xlabel("predicted")
-        ax.set_ylabel("true")
+        _confusion_panel(ax, confusion, classes)
         ax.set_title(name, fontsize=9)
     for ax in axes[len(confusions):]:
         ax.set_visible(False)
