@@ -103,7 +103,9 @@ def train_data(demo_corpus, tmp_path_factory):
 
 
 def _epochs(run: Path) -> list[int]:
-    return [h["epoch"] for h in json.loads((run / "training" / "cnn-1" / "history.json").read_text())]
+    """The epochs in ``history.json`` of a run's CNN member, or of a folder ``train_model`` wrote."""
+    folder = run / "training" / "cnn-1" if (run / "training" / "cnn-1").is_dir() else run
+    return [h["epoch"] for h in json.loads((folder / "history.json").read_text())]
 
 
 def test_train_killed_mid_run_resumes_or_restarts_cleanly(train_data, tmp_path):
@@ -463,6 +465,7 @@ class _Crash(BaseException):
 def test_a_crash_between_the_epoch_saves_loses_no_epoch(tmp_path, monkeypatch, crash_on):
     """Each epoch writes history.json and last.* ; dying between them must not drop a record on resume."""
     import progrock.training.loop as loop
+    import progrock.training.state as state
     from test_training import _config, _train, make_set
 
     train, val = make_set(12, 1), make_set(9, 2)
@@ -476,10 +479,12 @@ def test_a_crash_between_the_epoch_saves_loses_no_epoch(tmp_path, monkeypatch, c
                 raise _Crash
         return real(path, obj)
 
-    monkeypatch.setattr(loop, "atomic_write_json", dying)
+    for module in (loop, state):             # history.json is the loop's, last.json the state's
+        monkeypatch.setattr(module, "atomic_write_json", dying)
     with pytest.raises(_Crash):
         _train(train, val, tmp_path, _config(epochs=5, histogram_every=0))
-    monkeypatch.setattr(loop, "atomic_write_json", real)
+    for module in (loop, state):
+        monkeypatch.setattr(module, "atomic_write_json", real)
     result = _train(train, val, tmp_path, _config(epochs=5, histogram_every=0), resume=True)
     assert [h["epoch"] for h in result.history] == [1, 2, 3, 4, 5]
     assert _epochs(tmp_path) == [1, 2, 3, 4, 5]

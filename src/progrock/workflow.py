@@ -89,8 +89,10 @@ def check_training_data(source: str | os.PathLike) -> None:
 
 
 def split_warnings(manifest: Manifest) -> list[str]:
-    """A line per split and class with too few songs to mean anything, with the interval that implies."""
-    from progrock.evaluation.intervals import with_intervals
+    """A line per split with too few songs of a class to mean anything, with how low the truth could be;
+    and a line when the training songs are too few for the familiarity check."""
+    from progrock.evaluation.intervals import perfect_score_low
+    from progrock.model.familiarity import MIN_SONGS
 
     out = []
     for split in SPLITS:
@@ -98,14 +100,15 @@ def split_warnings(manifest: Manifest) -> list[str]:
         if 0 < min(counts.values()) < TOO_FEW or (split == "test" and 0 == min(counts.values())
                                                    and sum(counts.values())):
             n = sum(counts.values())
-            perfect = with_intervals([0] * counts["nonprog"] + [1] * counts["prog"],
-                                     [0] * counts["nonprog"] + [1] * counts["prog"],
-                                     metrics=("balanced_accuracy",))["balanced_accuracy"]
-            low = perfect["low"]
-            what = (f"even a perfect score's 95 % interval reaches down to {low:.2f}" if low is not None
-                    else "no interval can be given")
+            low = perfect_score_low(counts["prog"], counts["nonprog"])
+            what = (f"even a perfect score there leaves the true balanced accuracy anywhere above {low:.2f} "
+                    f"(95 %)" if low > 0 else "a class is missing: no balanced accuracy can be measured")
             out.append(f"the {split} split has {counts['prog']} prog and {counts['nonprog']} nonprog songs "
                        f"({n} in all): too few to mean anything ({what}); add songs, or judge with progrock cv")
+    n_train = len(manifest.usable("train"))
+    if 0 < n_train < MIN_SONGS:
+        out.append(f"{n_train} training songs are too few for the familiarity check (it needs {MIN_SONGS}): "
+                   "no song will be flagged as unlike the training music")
     return out
 
 

@@ -237,7 +237,10 @@ def _trained_on(run) -> str:
     t = getattr(run, "trained_on", None) or {}
     if not t:
         return ""
-    songs = t.get("songs", {})
+    songs = t.get("songs") or {}
+    if not songs:                                  # the built-in tagger: pretrained, none of your songs
+        return (f"<li>Pretrained on {_e(t.get('source', '?'))}; it has heard none of your songs; "
+                f"features: {_e(', '.join(t.get('feature_sets', [])))}.</li>")
     kind = " — progrock's synthetic demo corpus" if t.get("synthetic") else ""
     fold = getattr(run, "description", {}).get("cross_validation_fold")
     who = f"The run of fold {_e(fold)} was trained" if fold else "Trained"

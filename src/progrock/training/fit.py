@@ -189,9 +189,13 @@ def fit_run(data: SongFeatures, run_dir: Path, plan: FitPlan, *, log: Callable[[
         fit_musicnn_models(run, [m for m in models if m.startswith("musicnn")], train, y_train, val, y_val,
                            seed=plan.train_config.seed)
     from progrock.features.summary import song_statistics
+    from progrock.model.familiarity import MIN_SONGS
 
-    run.familiarity = fit_familiarity(np.stack([song_statistics(x) for x in train.features["seed43"]]),
-                                      seed=plan.train_config.seed)
+    if len(train.names) >= MIN_SONGS:
+        run.familiarity = fit_familiarity(np.stack([song_statistics(x) for x in train.features["seed43"]]),
+                                          seed=plan.train_config.seed)
+    else:                                   # said to the user by workflow.split_warnings
+        log(f"no familiarity check: {len(train.names)} training songs (it needs {MIN_SONGS})")
     train_oof = _training_out_of_fold(run, train, y_train, oof, inputs, plan) if oof else {}
     run.default_model, run.description["validation"] = _choose_default(run, val, y_val, train_oof, y_train)
     return run
