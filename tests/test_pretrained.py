@@ -51,6 +51,9 @@ def test_a_run_holds_the_tagger_models_and_judges_with_them(tagger_run, demo_cor
     test = tagger_run.evaluation.metrics["test"]
     assert {"cnn", "musicnn", "musicnn_head"} <= set(test)
     assert "musicnn embeddings + logistic head" in (tagger_run.run_dir / "report.html").read_text()
+    # trained and judged on the synthetic demo corpus: the report says what the tagger's figures mean
+    assert "mean little about how it hears real music" in (tagger_run.run_dir / "report.html").read_text()
+    assert any("musicnn, musicnn_head" in n for n in tagger_run.evaluation.notes)
     song = next((demo_corpus / "prog").iterdir())
     assert main(["predict", str(tagger_run.run_dir), str(song), "--model", "musicnn_head", "--json", "--tags"]) == 0
     d = json.loads(capsys.readouterr().out)
@@ -66,3 +69,5 @@ def test_the_built_in_run_is_evaluated_on_labelled_music(demo_corpus, tmp_path, 
     data = json.loads((tmp_path / "r" / "evaluation.json").read_text())
     m = data["sets"][demo_corpus.name]["musicnn"]
     assert m["n"] == 40 and m["roc_auc"] is not None and m["intervals"]["balanced_accuracy"]["n"] == 40
+    assert data["notes"] and "synthetic demo corpus mean little" in data["notes"][0]
+    assert "synthetic demo corpus mean little" in " ".join(capsys.readouterr().out.split())

@@ -169,12 +169,26 @@ def _is_demo_corpus(path: Path) -> bool:
         return False
 
 
-def trained_on(source: Path, manifest: Manifest, configs: list[FeatureConfig]) -> dict:
-    """What a run's models have heard: the source, whether it is progrock's synthetic demo corpus, songs per class."""
-    files = [manifest.resolve(s) for s in manifest.usable("train")]
+def is_synthetic(source: Path, manifest: Manifest, split: str | None = None) -> bool:
+    """Whether the songs (of ``split``) are progrock's synthetic demo corpus (its ``corpus.json`` beside them)."""
+    files = [manifest.resolve(s) for s in manifest.usable(split)]
     common = Path(os.path.commonpath([str(f) for f in files])) if files else source
     places = [source if source.is_dir() else source.parent, *list(common.parents)[:3], common]
-    synthetic = any(_is_demo_corpus(p / "corpus.json") for p in places)
+    return any(_is_demo_corpus(p / "corpus.json") for p in places)
+
+
+def synthetic_notes(run: Run, evaluation: Evaluation) -> list[str]:
+    """What a reader of figures on the synthetic demo corpus must know about the pretrained tagger's models."""
+    tagger = [m for m in evaluation.titles if m in run.entries and run.entries[m].kind in ("musicnn", "patches")]
+    if not tagger:
+        return []
+    return [f"{', '.join(tagger)}: the musicnn tagger learnt from real recordings (the Million Song Dataset); its "
+            "scores on progrock's synthetic demo corpus mean little about how it hears real music"]
+
+
+def trained_on(source: Path, manifest: Manifest, configs: list[FeatureConfig]) -> dict:
+    """What a run's models have heard: the source, whether it is progrock's synthetic demo corpus, songs per class."""
+    synthetic = is_synthetic(source, manifest, "train")
     return {"source": str(source.resolve()), "synthetic": synthetic,
             "songs": {c: sum(s.label == c for s in manifest.usable("train")) for c in CLASSES},
             "feature_sets": [c.name for c in configs]}
@@ -274,6 +288,8 @@ def train_run(source: str | os.PathLike, run_dir: str | os.PathLike, *, cache: s
     run = load_run(run_dir)                       # what every later command will load
     evaluation = evaluate(run, {s: songs_of(data, s) for s in manifest.sets}, seed=plan.train_config.seed)
     evaluation.skipped = unreadable(manifest) + [(s.path, r) for s, r in data.failed] + evaluation.skipped
+    if is_synthetic(Path(source), manifest):
+        evaluation.notes = synthetic_notes(run, evaluation)
     report = write_outputs(run_dir, evaluation, run, manifest, config, data=data)
     return RunOutcome(run_dir, run, evaluation, report, failed=evaluation.skipped, warnings=warnings)
 
@@ -390,6 +406,8 @@ def evaluate_run(run_dir: str | os.PathLike, source: str | os.PathLike | None = 
                           seed=config.get("training", {}).get("seed", 0))
     evaluation.skipped = unreadable(manifest) + [(s.path, r) for s, r in data.failed] + evaluation.skipped
     evaluation.copies = copies
+    if is_synthetic(Path(source) if new_data else own, manifest):
+        evaluation.notes = synthetic_notes(run, evaluation)
     report = None
     if write:
         stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")

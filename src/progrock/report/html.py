@@ -279,6 +279,7 @@ def _glance(evaluation: Evaluation, run, config: dict) -> str:
                  "page use unless told otherwise.</li>")
     facts.append("<li>Thresholds are chosen on the validation songs, so validation figures are optimistic; "
                  "judge on test (or out-of-fold, or new data).</li>")
+    facts += [f"<li class='note'>{_e(note[0].upper() + note[1:])}.</li>" for note in evaluation.notes]
     if key is None:
         parts.append("<p>No labelled songs: no figures, only verdicts (see Songs).</p>")
         return "".join(parts) + f"<ul class='facts'>{''.join(facts)}</ul>"
