@@ -22,6 +22,19 @@ in memory), then measures each case in a fresh process:
 
 and prints the peak RSS (``ru_maxrss``; ``VmHWM`` agrees), its growth over a
 process that probed a 10-second file, the wall time and what the probe said.
+
+With ``--hostile`` (on by default) it also measures files whose header lies
+about their size, through ``progrock predict musicnn FILE`` (the built-in run:
+no training needed; decoding, resampling to 16 kHz and the tagger) and
+through a running ``progrock serve musicnn`` that gets the same files
+uploaded one after the other (its peak ``VmHWM`` after each):
+
+* a 16-KB WAV declaring 1 Hz (8,192 samples: 2.3 hours at 22,050 Hz);
+* a 200-KB WAV declaring 1 Hz (55 hours once resampled);
+* an hour at 4,000 Hz, the lowest rate accepted (28.8 MB; resampled 5.5x,
+  in pieces);
+* a 10-second song, the baseline.
+
 Nothing here asserts anything.
 """
 
@@ -141,7 +154,84 @@ def run(args: argparse.Namespace) -> dict:
             else:
                 print(f"{name:24s} {hours:5g}  {said}")
             out["cases"].append({"case": name, "hours": hours, **m})
+    if args.hostile:
+        out.update(hostile(args, env))
     return out
+
+
+_PREDICT = """
+import contextlib, io, json, resource, sys, time
+from progrock.cli import main
+t = time.perf_counter()
+out, err = io.StringIO(), io.StringIO()
+with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+    status = main(["predict", "musicnn", sys.argv[1], "--json", "--no-cache", "--jobs", "1"])
+said = err.getvalue().strip().splitlines()[-1] if status else json.loads(out.getvalue())["verdict"]
+print(json.dumps({"rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                  "seconds": time.perf_counter() - t, "status": status, "said": said}))
+"""
+
+
+def hostile_files(cache: Path) -> dict[str, Path]:
+    """Files whose headers claim far more audio than their bytes hold, and a plain 10-s song."""
+    import soundfile as sf
+
+    folder = cache / "hostile"
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    files = {"1 Hz WAV, 16 KB": (folder / "one_hz_16k.wav", 1, 8_192),
+             "1 Hz WAV, 200 KB": (folder / "one_hz_200k.wav", 1, 100_000),
+             "4 kHz WAV, 1 h": (folder / "four_khz_1h.wav", 4_000, 4_000 * 3600)}
+    for path, sr, n in files.values():
+        if not path.exists():
+            sf.write(path, (0.1 * rng.standard_normal(n)).astype(np.float32), sr, subtype="PCM_16")
+    return {"10-s song": short_recording(cache), **{k: v[0] for k, v in files.items()}}
+
+
+def _vmhwm(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as fh:
+        return int(next(line for line in fh if line.startswith("VmHWM")).split()[1]) / 1024
+
+
+def hostile(args: argparse.Namespace, env: dict) -> dict:
+    """Peak memory of predict (a fresh process per file) and of one server taking every file in turn."""
+    import socket
+    import time
+
+    import httpx
+
+    files = hostile_files(args.cache)
+    print(f"\n{'hostile file':20s} {'file MB':>8s} {'predict MB':>10s} {'server MB':>9s}  what predict said")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen(["/bin/sh", "-c", 'exec "$0" "$@"', sys.executable, "-m", "progrock", "serve",
+                               "musicnn", "--port", str(port)], env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    out = []
+    try:
+        for _ in range(600):
+            try:
+                httpx.get(f"http://127.0.0.1:{port}/api/model", timeout=1.0)
+                break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        for name, path in files.items():
+            r = subprocess.run(_VIA_SH + [sys.executable, "-c", _PREDICT, str(path)], capture_output=True,
+                               text=True, env=env)
+            p = json.loads(r.stdout) if r.returncode == 0 else {"said": r.stderr.strip()[-200:]}
+            with open(path, "rb") as fh:
+                answer = httpx.post(f"http://127.0.0.1:{port}/api/classify", files={"file": (path.name, fh)},
+                                    timeout=600.0)
+            served = _vmhwm(server.pid)
+            print(f"{name:20s} {path.stat().st_size / 2**20:8.2f} {p.get('rss_mb', float('nan')):10.0f} "
+                  f"{served:9.0f}  {p['said']} (server: {answer.status_code})")
+            out.append({"file": name, "bytes": path.stat().st_size, "predict": p, "server_vmhwm_mb": served,
+                        "server_status": answer.status_code})
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    return {"hostile": out}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -154,6 +244,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="also run _probe from this src folder (another checkout), on the reference's recordings")
     p.add_argument("--no-default-limit", dest="default_limit", action="store_false",
                    help="skip the case without a raised PROGROCK_MAX_HOURS")
+    p.add_argument("--no-hostile", dest="hostile", action="store_false",
+                   help="skip the files whose header lies (predict and serve)")
     p.add_argument("--json", type=Path, default=None, help="also write the figures here")
     return p.parse_args(argv)
 
