@@ -70,3 +70,17 @@ def test_barcodes_of_songs_with_one_name_in_two_albums_are_both_kept(tmp_path, d
     assert main(["predict", str(tiny_run.run_dir), str(tmp_path / "album1"), str(tmp_path / "album2"),
                  "--barcodes", str(bars), "--model", "cnn", "--json"]) == 0
     assert sorted(p.name for p in bars.iterdir()) == ["album1__01.flac.png", "album2__01.flac.png"]
+
+
+def test_evaluate_names_an_unreadable_file_whose_name_is_not_utf8(library, tmp_path, capsys):
+    bad = os.path.join(os.fsencode(library / "nonprog"), b"d\xe9j\xe0.mp3")
+    with open(bad, "wb") as fh:
+        fh.write(b"not audio at all " * 64)
+    report = tmp_path / "report"
+    status = main(["evaluate", "musicnn", str(library), "--report", str(report), "--cache", str(tmp_path / "c"),
+                   "--jobs", "1"])
+    assert status in (0, 1), capsys.readouterr().err
+    data = json.loads((report / "evaluation.json").read_text(encoding="utf-8"))
+    skipped = {d["path"]: d["reason"] for d in data["skipped"]}
+    assert any(p.endswith("d\\xe9j\\xe0.mp3") for p in skipped), skipped
+    assert "d\\xe9j\\xe0.mp3" in (report / "report.html").read_text(encoding="utf-8")

@@ -132,8 +132,14 @@ def open_dataset(source: str | os.PathLike, *, seed: int = 0, jobs: int = 1, hoo
 
 
 def unreadable(manifest: Manifest) -> list[tuple[str, str]]:
-    """``(path, reason)`` of the manifest's songs left out of every set (unreadable, both labels...)."""
-    return [(s.path, s.error) for s in manifest.songs if s.error]
+    """``(path, reason)`` of the manifest's songs left out of every set (unreadable, both labels...), each
+    path printable (:func:`progrock.paths.printable`), as every song is named in results."""
+    return [(printable(s.path), s.error) for s in manifest.songs if s.error]
+
+
+def failed_songs(data: SongFeatures) -> list[tuple[str, str]]:
+    """``(path, reason)`` of the songs whose features could not be computed, printable."""
+    return [(printable(s.path), reason) for s, reason in data.failed]
 
 
 def song_features(manifest: Manifest, configs: list[FeatureConfig], cache: str | os.PathLike, *,
@@ -287,7 +293,7 @@ def train_run(source: str | os.PathLike, run_dir: str | os.PathLike, *, cache: s
     save_run(run_dir, run)
     run = load_run(run_dir)                       # what every later command will load
     evaluation = evaluate(run, {s: songs_of(data, s) for s in manifest.sets}, seed=plan.train_config.seed)
-    evaluation.skipped = unreadable(manifest) + [(s.path, r) for s, r in data.failed] + evaluation.skipped
+    evaluation.skipped = unreadable(manifest) + failed_songs(data) + evaluation.skipped
     if is_synthetic(Path(source), manifest):
         evaluation.notes = synthetic_notes(run, evaluation)
     report = write_outputs(run_dir, evaluation, run, manifest, config, data=data)
@@ -344,7 +350,7 @@ def _copies(manifest: Manifest, run: Run) -> list[tuple[str, str]]:
     if own is None:
         return []
     seen = {s.audio_sha256: s.path for s in read_manifest(own).usable() if s.split in ("train", "validation")}
-    return [(s.path, seen[s.audio_sha256]) for s in manifest.usable() if s.audio_sha256 in seen]
+    return [(s.path, seen[s.audio_sha256]) for s in manifest.usable() if s.audio_sha256 in seen]  # raw paths
 
 
 def evaluate_run(run_dir: str | os.PathLike, source: str | os.PathLike | None = None, *,
@@ -404,8 +410,8 @@ def evaluate_run(run_dir: str | os.PathLike, source: str | os.PathLike | None = 
     data = song_features(manifest, run.needs(models), cache, jobs=jobs, hooks=hooks)
     evaluation = evaluate(run, {s: songs_of(data, s) for s in wanted}, models=models,
                           seed=config.get("training", {}).get("seed", 0))
-    evaluation.skipped = unreadable(manifest) + [(s.path, r) for s, r in data.failed] + evaluation.skipped
-    evaluation.copies = copies
+    evaluation.skipped = unreadable(manifest) + failed_songs(data) + evaluation.skipped
+    evaluation.copies = [(printable(p), printable(t)) for p, t in copies]
     if is_synthetic(Path(source) if new_data else own, manifest):
         evaluation.notes = synthetic_notes(run, evaluation)
     report = None

@@ -212,8 +212,8 @@ def _list_folder(root: Path) -> list[Song]:
             songs.append(Song(path=p.relative_to(root).as_posix(), label=top, error=error))
         elif top:
             label = next((q for q in parts[1:-1] if q in CLASSES), "")
-            songs.append(Song(path=p.relative_to(root).as_posix(), label=label, split="" if error else top,
-                              error=error))
+            songs.append(Song(path=p.relative_to(root).as_posix(), label=label,
+                              split="" if error else printable(top), error=error))
     if not any(s.ok for s in songs) and not skipped:
         raise DatasetError(f"{root}: no audio files in prog/ or nonprog/ (or other set folders)")
     return songs
@@ -405,7 +405,7 @@ def scan(source: str | os.PathLike, *, seed: int = 0,
 def set_name_of(source: str | os.PathLike) -> str:
     """The set a folder's or CSV's songs form when judged whole: its name (``albums``, ``my-list``)."""
     p = Path(source).resolve()
-    return p.stem if p.is_file() else p.name
+    return printable(p.stem if p.is_file() else p.name)
 
 
 def summary(manifest: Manifest) -> list[dict]:
