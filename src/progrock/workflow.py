@@ -285,8 +285,8 @@ def train_run(source: str | os.PathLike, run_dir: str | os.PathLike, *, cache: s
         hooks.warn(w)
     data = song_features(manifest, configs, cache, jobs=jobs, hooks=hooks)
     run_dir.mkdir(parents=True, exist_ok=True)
-    manifest = read_manifest(manifest.write(run_dir / "manifest.csv"))  # paths as the run folder names them
-    data = _rebase(data, manifest)
+    written = read_manifest(manifest.write(run_dir / "manifest.csv"))   # paths as the run folder names them
+    data, manifest = _rebase(data, manifest, written), written
     atomic_write_json(run_dir / "config.json", config)
     run = fit_run(data, run_dir, plan, log=hooks.log, progress=hooks.epoch, member=hooks.member, resume=resume,
                   description={"trained_on": trained_on(source, manifest, configs), "recipe": plan.recipe})
@@ -300,11 +300,14 @@ def train_run(source: str | os.PathLike, run_dir: str | os.PathLike, *, cache: s
     return RunOutcome(run_dir, run, evaluation, report, failed=evaluation.skipped, warnings=warnings)
 
 
-def _rebase(data: SongFeatures, manifest: Manifest) -> SongFeatures:
-    """``data``'s songs renamed as the run folder's manifest names them (same order of hashes)."""
-    by_hash = {s.audio_sha256: s for s in manifest.usable()}
-    for i, s in enumerate(data.songs):
-        data.songs[i] = by_hash.get(s.audio_sha256, s)
+def _rebase(data: SongFeatures, old: Manifest, new: Manifest) -> SongFeatures:
+    """``data``'s songs renamed as ``new`` (the same songs, written in the run folder) names them.
+
+    Row by row, not by audio hash: two copies of one recording are two songs.
+    """
+    renamed = {o.path: n for o, n in zip(old.songs, new.songs)}
+    data.songs = [renamed.get(s.path, s) for s in data.songs]
+    data.failed = [(renamed.get(s.path, s), reason) for s, reason in data.failed]
     return data
 
 

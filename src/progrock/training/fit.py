@@ -196,7 +196,8 @@ def fit_run(data: SongFeatures, run_dir: Path, plan: FitPlan, *, log: Callable[[
                                           seed=plan.train_config.seed)
     else:                                   # said to the user by workflow.split_warnings
         log(f"no familiarity check: {len(train.names)} training songs (it needs {MIN_SONGS})")
-    train_oof = _training_out_of_fold(run, train, y_train, oof, inputs, plan) if oof else {}
+    train_oof = (_training_out_of_fold(run, train, y_train, oof, inputs, plan, groups=_groups(data, train.names))
+                 if oof else {})
     run.default_model, run.description["validation"] = _choose_default(run, val, y_val, train_oof, y_train)
     return run
 
@@ -212,7 +213,7 @@ def _fit_cnn(run: Run, data: SongFeatures, plan: FitPlan, run_dir: Path, *, log,
     train, validation = sets["train"], sets["validation"]
     tc = plan.cnn_config()
     folds = plan.folds if plan.recipe == "default" else 1
-    fold_of = _song_folds(train.frames.labels, folds, seed=tc.seed)
+    fold_of = _song_folds(train.frames.labels, folds, seed=tc.seed, groups=_groups(data, train.frames.songs))
     oof: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     fc = FeatureConfig.named("seed43")
     for k in range(folds):
@@ -237,14 +238,30 @@ def _fit_cnn(run: Run, data: SongFeatures, plan: FitPlan, run_dir: Path, *, log,
     return oof or None
 
 
-def _song_folds(labels: np.ndarray, folds: int, *, seed: int) -> np.ndarray:
-    """A fold per song, stratified by label (copies of a recording are already one song's split)."""
+def _groups(data: SongFeatures, names: list[str]) -> np.ndarray:
+    """The copy group of each named song [n] (copies of one recording share one); a song without a
+    known group (a manifest that was not scanned) is a group of its own."""
+    group_of = {s.path: s.group for s in data.songs}
+    groups = np.array([group_of.get(n, -1) for n in names], dtype=np.int64)
+    alone = groups < 0
+    groups[alone] = -1 - np.arange(int(alone.sum()))
+    return groups
+
+
+def _song_folds(labels: np.ndarray, folds: int, *, seed: int, groups: np.ndarray | None = None) -> np.ndarray:
+    """A fold per song, stratified by label; copies of one recording (one ``groups`` value) in one fold,
+    so an out-of-fold verdict never comes from a fit that heard a copy of the song."""
     labels = np.asarray(labels)
+    groups = np.arange(len(labels)) if groups is None else np.asarray(groups)
     fold = np.zeros(len(labels), dtype=np.int64)
     rng = np.random.default_rng(seed)
     for label in np.unique(labels):
-        idx = rng.permutation(np.flatnonzero(labels == label))
-        fold[idx] = np.arange(len(idx)) % max(folds, 1)
+        members = np.flatnonzero(labels == label)
+        order = rng.permutation(np.unique(groups[members]))
+        rank = {g: k % max(folds, 1) for k, g in enumerate(order)}
+        fold[members] = [rank[g] for g in groups[members]]
+    for g in np.unique(groups):             # a recording labelled both ways: its first song's fold
+        fold[groups == g] = fold[groups == g][0]
     return fold
 
 
@@ -331,7 +348,7 @@ def _fit_structure(run: Run, train: Songs, y_train, val: Songs, y_val, plan: Fit
 
 
 def _training_out_of_fold(run: Run, train: Songs, y_train: np.ndarray, oof: dict, inputs: dict[str, np.ndarray],
-                          plan: FitPlan) -> dict[str, np.ndarray]:
+                          plan: FitPlan, *, groups: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Each model's verdicts (0/1) on the training songs from fits that never saw the song.
 
     The CNN's come from its fold members; a classical model is refitted on the
@@ -339,7 +356,7 @@ def _training_out_of_fold(run: Run, train: Songs, y_train: np.ndarray, oof: dict
     threshold. With the validation songs they choose the default model on more
     songs than validation alone holds.
     """
-    folds = _song_folds(y_train, plan.folds, seed=plan.train_config.seed)
+    folds = _song_folds(y_train, plan.folds, seed=plan.train_config.seed, groups=groups)
     out: dict[str, np.ndarray] = {}
     for name, entry in run.entries.items():
         if entry.kind == "cnn":
