@@ -7,6 +7,7 @@ import shutil
 import numpy as np
 
 from progrock.audio import write_audio
+from progrock.data.manifest import read_manifest
 from progrock.training.config import TrainConfig
 from progrock.training.fit import FitPlan, _song_folds
 from progrock.workflow import train_run
@@ -46,3 +47,19 @@ def test_two_copies_in_the_training_data_stay_two_songs(tmp_path):
     names = [r.path for rows in outcome.evaluation.songs.values() for r in rows["cnn"]]
     assert len(names) == len(set(names)) == 15
     assert any(n.endswith("p0.flac") for n in names) and any(n.endswith("p0 copy.flac") for n in names)
+
+
+def test_fewer_songs_of_a_class_than_folds_train_with_fewer_folds(tmp_path):
+    """3 prog songs to train on and 5 folds asked: a fold would hold every prog song out of its member."""
+    data = tmp_path / "data"
+    for i in range(5):
+        write_audio(data / "prog" / f"p{i}.flac", music(12.0, seed=i, pitch_hz=220), SR)
+    for i in range(12):
+        write_audio(data / "nonprog" / f"n{i}.flac", music(12.0, seed=20 + i, pitch_hz=660), SR)
+    plan = FitPlan(recipe="default", folds=5, train_config=TrainConfig(epochs=2, batch_size=16, seed=0),
+                   models=("cnn", "logreg"))
+    outcome = train_run(data, tmp_path / "run", cache=tmp_path / "cache", plan=plan)
+    members = outcome.run.description["cnn_members"]
+    n_prog = sum(s.label == "prog" and s.split == "train"
+                 for s in read_manifest(tmp_path / "run" / "manifest.csv").songs)
+    assert n_prog < 5 and len(members) == (n_prog if n_prog >= 2 else 1)

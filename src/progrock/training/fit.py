@@ -169,6 +169,10 @@ def fit_run(data: SongFeatures, run_dir: Path, plan: FitPlan, *, log: Callable[[
     for name, y in (("train", y_train), ("validation", y_val)):
         if len(np.unique(y)) < 2:
             raise DatasetError(f"the {name} split needs prog and nonprog songs")
+    fewest = int(np.bincount(y_train, minlength=2).min())
+    if plan.recipe == "default" and plan.folds > fewest:     # every fold must leave both classes to train on
+        plan = replace(plan, folds=fewest if fewest >= 2 else 1)
+        log(f"the smaller class has {fewest} training song(s): {plan.folds} fold(s) for the CNN's members")
     models = [m for m in MODELS if m in plan.models and (not m.startswith("musicnn") or "musicnn" in data.features)]
     configs = {"seed43": FeatureConfig.named("seed43")} | (
         {"musicnn": FeatureConfig.named("musicnn")} if "musicnn" in data.features else {})
