@@ -488,3 +488,21 @@ def test_a_crash_between_the_epoch_saves_loses_no_epoch(tmp_path, monkeypatch, c
     result = _train(train, val, tmp_path, _config(epochs=5, histogram_every=0), resume=True)
     assert [h["epoch"] for h in result.history] == [1, 2, 3, 4, 5]
     assert _epochs(tmp_path) == [1, 2, 3, 4, 5]
+
+
+def test_resume_on_other_songs_is_refused_before_anything_is_written(tmp_path, capsys):
+    from progrock.cli import main
+
+    data = tmp_path / "data"
+    for i in range(7):
+        write_audio(data / "prog" / f"p{i}.flac", music(8.0, seed=i, pitch_hz=220), SR)
+        write_audio(data / "nonprog" / f"n{i}.flac", music(8.0, seed=30 + i, pitch_hz=660), SR)
+    args = ["train", str(data), "--out", str(tmp_path / "run"), "--recipe", "seed", "--models", "cnn", "--epochs",
+            "2", "--batch-size", "16", "--cache", str(tmp_path / "cache"), "--jobs", "1"]
+    assert main(args) == 0
+    config = (tmp_path / "run" / "config.json").read_bytes()
+    write_audio(data / "prog" / "added later.flac", music(8.0, seed=99, pitch_hz=220), SR)
+    capsys.readouterr()
+    assert main(args + ["--resume"]) == 2
+    assert "cannot resume with other settings (the songs or their splits)" in capsys.readouterr().err
+    assert (tmp_path / "run" / "config.json").read_bytes() == config

@@ -232,6 +232,8 @@ def _check_resume(run_dir: Path, config: dict) -> None:
     old = json.loads(path.read_text())
     keys = ("recipe", "models", "folds", "features", "snippets", "model", "split_seed")
     diffs = [k for k in keys if old.get(k) != config.get(k)]
+    if "songs" in config and "songs" in old and old["songs"] != config["songs"]:
+        diffs.append("the songs or their splits")
     t_old, t_new = old.get("training", {}), config["training"]
     diffs += [f"training.{k}" for k in t_new if k not in ("epochs", "early_stopping_patience", "num_threads",
                                                          "histogram_every") and t_old.get(k) != t_new[k]]
@@ -275,6 +277,9 @@ def train_run(source: str | os.PathLike, run_dir: str | os.PathLike, *, cache: s
     if resume:
         _check_resume(run_dir, config)
     manifest = open_dataset(source, seed=split_seed, jobs=jobs, hooks=hooks)
+    config["songs"] = manifest.digest(splits=True)
+    if resume:
+        _check_resume(run_dir, config)                # the songs, now that they are known
     for split in ("train", "validation"):
         labels = {s.label for s in manifest.usable(split)}
         if labels != set(CLASSES):

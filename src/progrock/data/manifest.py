@@ -79,6 +79,15 @@ class Manifest:
         p = Path(song.path)
         return file_of(p if p.is_absolute() else self.root / p)
 
+    def digest(self, *, splits: bool = False) -> str:
+        """A short hash of the usable songs (path, audio hash, label; and split with ``splits``): a resumed
+        training or cross-validation must see the same songs it started with."""
+        import hashlib
+
+        rows = sorted("\t".join([printable(s.path), s.audio_sha256, s.label] + ([s.split] if splits else []))
+                      for s in self.usable())
+        return hashlib.sha256("\n".join(rows).encode("utf-8")).hexdigest()[:16]
+
     def usable(self, split: str | None = None) -> list[Song]:
         """Songs without error (in ``split`` if given)."""
         return [s for s in self.songs if s.ok and s.split and (split is None or s.split == split)]
