@@ -39,34 +39,20 @@ import glob  # noqa: E402
 import json  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
-import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_features import DEFAULT_CACHE, fetch_songs, load, machine  # noqa: E402
+import bench_features  # noqa: E402
+from bench_features import CLOCK, DEFAULT_CACHE, fetch_songs, load, machine  # noqa: E402
 
-
-def seed43(y: np.ndarray) -> np.ndarray:
-    """The ``seed43`` features of decoded audio, through the feature registry."""
-    from progrock.features import FeatureConfig, compute_features
-
-    return compute_features(y, FeatureConfig())
-
-CLOCK = {"cpu": time.process_time, "wall": time.perf_counter}
 _clock = CLOCK["cpu"]
 
 
 def best_of(fns: dict, repeat: int) -> dict[str, float]:
-    """Best time of each callable over ``repeat`` interleaved rounds (on the chosen clock)."""
-    best = {k: float("inf") for k in fns}
-    for _ in range(repeat):
-        for name, fn in fns.items():
-            t = _clock()
-            fn()
-            best[name] = min(best[name], _clock() - t)
-    return best
+    """:func:`bench_features.best_of` on this script's clock."""
+    return bench_features.best_of(fns, repeat, clock=_clock)
 
 
 def all_songs(cache: Path) -> list[Path]:
@@ -86,6 +72,13 @@ def _row(name: str, seconds: float, t: dict) -> str:
 
 HEADER = (f"   {'song':24s} {'audio s':>8s} {'decode s':>8s} {'seed43 s':>8s} {'descr ms':>9s} "
           f"{'/seed43':>10s} {'/(dec+s43)':>12s}")
+
+
+def seed43(y: np.ndarray) -> np.ndarray:
+    """The seed43 features of a decoded signal, through the registry."""
+    from progrock.features import FeatureConfig, compute_features
+
+    return compute_features(y, FeatureConfig.named("seed43"))
 
 
 def bench_real(songs: list[Path], repeat: int) -> dict:

@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import glob
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+import progrock
+
 SR = 22_050
+
+SOURCE = str(Path(progrock.__file__).resolve().parents[1])
+"""The tree under test, for child processes' PYTHONPATH (the venv's own path may name another checkout)."""
 
 
 @pytest.fixture(autouse=True, scope="session")

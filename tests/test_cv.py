@@ -34,7 +34,10 @@ def test_every_song_gets_one_out_of_fold_verdict_per_model(cv_run, demo_corpus):
         iv = m["intervals"]["balanced_accuracy"]
         assert iv["low"] <= m["balanced_accuracy"] <= iv["high"]
     assert set(data["comparisons"]["out-of-fold"]) == {"logreg", "extratrees"}
-    assert (out / "report.html").is_file() and "out-of-fold" in (out / "report.html").read_text()
+    page = (out / "report.html").read_text()
+    assert "out-of-fold" in page and page.count('<svg class="structure"') >= n   # every song's timeline
+    names = {r["path"] for r in json.loads((out / "r1-fold1" / "oof.json").read_text())["results"]["cnn"]}
+    assert names and all((demo_corpus / name).is_file() for name in names)   # named as in the source folder
 
 
 def test_a_folds_test_songs_never_train_or_validate_its_run(cv_run):
@@ -85,3 +88,52 @@ def test_repeats_average_and_keep_an_interval():
     iv = _repeated_intervals(reps, seed=0)["balanced_accuracy"]
     assert iv["n"] == 60 and iv["low"] < iv["value"] < iv["high"]
     assert 0.65 < iv["value"] < 0.95
+
+
+def _small_library(root, n_prog: int, n_nonprog: int):
+    from progrock.audio import write_audio
+
+    from conftest import SR, music
+
+    for i in range(n_prog):
+        write_audio(root / "prog" / f"p{i}.flac", music(6.0, seed=i, pitch_hz=220), SR)
+    for i in range(n_nonprog):
+        write_audio(root / "nonprog" / f"n{i}.flac", music(6.0, seed=50 + i, pitch_hz=660), SR)
+    return root
+
+
+def test_folds_that_cannot_be_trained_are_refused_before_any_feature(tmp_path, capsys):
+    lib = _small_library(tmp_path / "lib", 3, 6)
+    out, cache = tmp_path / "cv", tmp_path / "cache"
+    assert main(["cv", str(lib), "--out", str(out), "--folds", "3", "--recipe", "seed", "--models", "logreg",
+                 "--cache", str(cache), "--jobs", "1"]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "leaves no prog song for its validation split (3 prog and 6 nonprog recordings in all)" in err
+    assert not out.exists() and not list(cache.rglob("*.npy"))
+
+
+def test_a_cv_folder_is_not_resumed_on_other_songs(tmp_path, capsys):
+    lib = _small_library(tmp_path / "lib", 8, 8)
+    args = ["cv", str(lib), "--out", str(tmp_path / "cv"), "--folds", "2", "--recipe", "seed", "--models", "logreg",
+            "--cache", str(tmp_path / "cache"), "--jobs", "1"]
+    assert main(args) == 0
+    _small_library(tmp_path / "more", 1, 0)
+    (tmp_path / "more" / "prog" / "p0.flac").rename(lib / "prog" / "new.flac")
+    capsys.readouterr()
+    assert main(args) == 2
+    assert "holds a cross-validation of other songs" in capsys.readouterr().err
+
+
+def test_the_folds_default_model_ties_break_by_preference_and_skipped_songs_are_kept(tmp_path):
+    from progrock.cv import collect
+
+    for k, default in enumerate(["logreg", "cnn", "logreg", "cnn"]):
+        fold = tmp_path / f"r1-fold{k + 1}"
+        fold.mkdir()
+        rows = [{"path": f"s{k}-{i}", "verdict": "prog", "probability": 0.7, "truth": ("prog", "nonprog")[i % 2]}
+                for i in range(4)]
+        (fold / "oof.json").write_text(json.dumps({"default_model": default, "results": {"cnn": rows, "logreg": rows},
+                                                   "skipped": [[f"short{k}.wav", "too short"]]}))
+    ev = collect(tmp_path, folds=4, repeats=1)
+    assert ev.default_model == "cnn"                          # 2-2: cnn comes first in the preference
+    assert [p for p, _ in ev.skipped] == [f"short{k}.wav" for k in range(4)]

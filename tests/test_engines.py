@@ -203,7 +203,7 @@ def test_scan_writes_its_manifest_when_a_worker_dies_on_one_song(songs, tmp_path
     clean = {s.path: s for s in read_manifest(folder / "clean.csv").songs}
     capsys.readouterr()
 
-    monkeypatch.setattr(manifest_module, "decode", _killing(manifest_module.decode, "crasher.ogg",
+    monkeypatch.setattr(manifest_module, "stream_decode", _killing(manifest_module.stream_decode, "crasher.ogg",
                                                             _die_by_segfault))
     status = main(["scan", str(folder), "--out", str(folder / "manifest.csv"), "--jobs", "2"])
     err = capsys.readouterr().err

@@ -103,7 +103,9 @@ def train_data(demo_corpus, tmp_path_factory):
 
 
 def _epochs(run: Path) -> list[int]:
-    return [h["epoch"] for h in json.loads((run / "training" / "cnn-1" / "history.json").read_text())]
+    """The epochs in ``history.json`` of a run's CNN member, or of a folder ``train_model`` wrote."""
+    folder = run / "training" / "cnn-1" if (run / "training" / "cnn-1").is_dir() else run
+    return [h["epoch"] for h in json.loads((folder / "history.json").read_text())]
 
 
 def test_train_killed_mid_run_resumes_or_restarts_cleanly(train_data, tmp_path):
@@ -152,7 +154,7 @@ def test_train_killed_mid_run_resumes_or_restarts_cleanly(train_data, tmp_path):
     assert "resuming" not in proc.stderr
     assert _epochs(run) == [1, 2]
     assert json.loads(last.read_text())["epoch"] == 2
-    assert json.loads((run / "model.json").read_text())["training"]["epochs_run"] == 2
+    assert json.loads((run / "training" / "cnn-1" / "model.json").read_text())["training"]["epochs_run"] == 2
 
 
 # ---------------------------------------------------------------------------------------------
@@ -463,6 +465,7 @@ class _Crash(BaseException):
 def test_a_crash_between_the_epoch_saves_loses_no_epoch(tmp_path, monkeypatch, crash_on):
     """Each epoch writes history.json and last.* ; dying between them must not drop a record on resume."""
     import progrock.training.loop as loop
+    import progrock.training.state as state
     from test_training import _config, _train, make_set
 
     train, val = make_set(12, 1), make_set(9, 2)
@@ -476,10 +479,30 @@ def test_a_crash_between_the_epoch_saves_loses_no_epoch(tmp_path, monkeypatch, c
                 raise _Crash
         return real(path, obj)
 
-    monkeypatch.setattr(loop, "atomic_write_json", dying)
+    for module in (loop, state):             # history.json is the loop's, last.json the state's
+        monkeypatch.setattr(module, "atomic_write_json", dying)
     with pytest.raises(_Crash):
         _train(train, val, tmp_path, _config(epochs=5, histogram_every=0))
-    monkeypatch.setattr(loop, "atomic_write_json", real)
+    for module in (loop, state):
+        monkeypatch.setattr(module, "atomic_write_json", real)
     result = _train(train, val, tmp_path, _config(epochs=5, histogram_every=0), resume=True)
     assert [h["epoch"] for h in result.history] == [1, 2, 3, 4, 5]
     assert _epochs(tmp_path) == [1, 2, 3, 4, 5]
+
+
+def test_resume_on_other_songs_is_refused_before_anything_is_written(tmp_path, capsys):
+    from progrock.cli import main
+
+    data = tmp_path / "data"
+    for i in range(7):
+        write_audio(data / "prog" / f"p{i}.flac", music(8.0, seed=i, pitch_hz=220), SR)
+        write_audio(data / "nonprog" / f"n{i}.flac", music(8.0, seed=30 + i, pitch_hz=660), SR)
+    args = ["train", str(data), "--out", str(tmp_path / "run"), "--recipe", "seed", "--models", "cnn", "--epochs",
+            "2", "--batch-size", "16", "--cache", str(tmp_path / "cache"), "--jobs", "1"]
+    assert main(args) == 0
+    config = (tmp_path / "run" / "config.json").read_bytes()
+    write_audio(data / "prog" / "added later.flac", music(8.0, seed=99, pitch_hz=220), SR)
+    capsys.readouterr()
+    assert main(args + ["--resume"]) == 2
+    assert "cannot resume with other settings (the songs or their splits)" in capsys.readouterr().err
+    assert (tmp_path / "run" / "config.json").read_bytes() == config

@@ -12,7 +12,7 @@ from progrock.evaluation.metrics import choose_threshold
 from progrock.evaluation.verdict import song_vote_scores
 from progrock.model.run import Run
 from progrock.training.config import TrainConfig
-from progrock.training.fit import LOGISTIC_CS, FitPlan, _song_folds, _songs, fit_run, needs
+from progrock.training.fit import LOGISTIC_CS, FitPlan, _groups, _song_folds, _songs, fit_run, needs
 
 MODELS = ("cnn", "cnn_mean", "logreg", "structure")
 
@@ -43,12 +43,12 @@ def _vote_and_mean(run: Run, songs, names_frames) -> tuple[np.ndarray, np.ndarra
 
 def test_cnn_thresholds_pool_validation_with_each_members_held_out_songs(fitted):
     data, plan, runs = fitted
-    train, y_train = _songs(data, "train")
-    val, y_val = _songs(data, "validation")
+    train, y_train = _songs(data, "train", plan.snippet_config)
+    val, y_val = _songs(data, "validation", plan.snippet_config)
     pooled, alone = runs["pooled"], runs["validation"]
     c = pooled.snippet_config
     # the training songs' scores from the member that never saw them (member k left out fold k)
-    fold = _song_folds(y_train, plan.folds, seed=plan.train_config.seed)
+    fold = _song_folds(y_train, plan.folds, seed=plan.train_config.seed, groups=_groups(data, train.names))
     vote_oof, mean_oof = np.empty(len(y_train)), np.empty(len(y_train))
     for k, net in enumerate(pooled.networks):
         held = np.flatnonzero(fold == k)
@@ -80,7 +80,7 @@ def test_seed_recipe_keeps_one_network_and_its_validation_threshold(fitted, tmp_
     data, plan, _runs = fitted
     run = fit_run(data, tmp_path, replace(plan, recipe="seed", models=("cnn",),
                                           train_config=replace(plan.train_config, epochs=2)), log=lambda _l: None)
-    val, y_val = _songs(data, "validation")
+    val, y_val = _songs(data, "validation", plan.snippet_config)
     v_val, _ = _vote_and_mean(run, val, list(zip(val.names, val.features["seed43"], val.truths)))
     assert len(run.networks) == 1
     assert run.entries["cnn"].threshold == pytest.approx(choose_threshold(y_val, v_val))
@@ -96,7 +96,7 @@ def test_structure_model_reads_the_descriptors_and_the_cnns_mean_probability(fit
     assert run.entries["structure"].input == "structure"
     assert run.classical["structure"].n_inputs == len(DESCRIPTOR_NAMES) + 1
     assert input_names("structure") == list(DESCRIPTOR_NAMES) + ["cnn_mean"]
-    val, _ = _songs(data, "validation")
+    val, _ = _songs(data, "validation", run.snippet_config)
     judged = run.judge(val, ["cnn_mean", "structure"]).results
     for i, (mean_row, row) in enumerate(zip(judged["cnn_mean"], judged["structure"])):
         x = INPUTS["structure"](val.features["seed43"][i], frame_rate=run.snippet_config.frame_rate,

@@ -12,7 +12,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from progrock.audio import write_audio
@@ -81,7 +80,24 @@ def test_splits_too_small_to_mean_anything_get_a_warning_with_their_interval(tmp
                 "--jobs", "1")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "the validation split has 1 prog and 1 nonprog songs" in proc.stderr
-    assert "too few to mean anything" in proc.stderr and "interval" in proc.stderr
+    assert "too few to mean anything" in proc.stderr
+    # 4 + 4 training songs: a perfect score is consistent with a true balanced accuracy of 0.40
+    assert "the train split has 4 prog and 4 nonprog songs" in proc.stderr and "anywhere above 0.40" in proc.stderr
+    assert "too few for the familiarity check" in proc.stderr          # and the run trains without it
+    assert json.loads((tmp_path / "run" / "model.json").read_text())["familiarity"] is None
+
+
+def test_a_perfect_score_on_few_songs_has_an_exact_lower_bound():
+    from progrock.evaluation.intervals import perfect_score_low
+
+    assert perfect_score_low(4, 4) == pytest.approx(0.025 ** 0.25, abs=1e-12)
+    assert perfect_score_low(1, 100) == pytest.approx((0.025 + 0.025 ** 0.01) / 2)
+    assert perfect_score_low(0, 5) == 0.0
+    # the bound is exact: a class recalled with probability r gets n of n right with probability r**n,
+    # which at r = the bound is the 2.5 % that the one-sided 97.5 % bound leaves out
+    for n in (3, 7, 20):
+        r = perfect_score_low(n, n)
+        assert r ** n == pytest.approx(0.025)
 
 
 def test_progress_shows_as_lines_when_stderr_is_not_a_terminal(tmp_path):
@@ -142,7 +158,6 @@ def test_small_inconsistencies_are_gone(tiny_run, demo_corpus, tmp_path, capsys)
     assert "nope" in capsys.readouterr().err
     assert main(["train", "--help"]) == 0
     assert "the recipe's" in capsys.readouterr().out                         # --patience says its default
-    song = next((demo_corpus / "prog").iterdir())
     # predict uses the shared cache by default, like every command
     cache = Path(os.environ["PROGROCK_CACHE"])
     before = set(cache.rglob("*.npy")) if cache.exists() else set()

@@ -425,39 +425,35 @@ def weights_copy(tmp_path) -> Path:
     return tmp_path / weights_path().name
 
 
+def _refused(weights, reason: str, named) -> None:
+    """Loading ``weights`` fails with ``reason`` in a message that names the file ``named``."""
+    with pytest.raises(ModelError, match=reason) as e:
+        load_musicnn(weights)
+    assert str(named) in str(e.value)
+
+
 def test_tampered_truncated_and_missing_weights_are_refused(weights_copy):
     load_musicnn(weights_copy)  # the intact copy loads
     data = weights_copy.read_bytes()
     tampered = bytearray(data)
     tampered[-5] ^= 0x01
     weights_copy.write_bytes(bytes(tampered))
-    with pytest.raises(ModelError, match="SHA-256") as e:
-        load_musicnn(weights_copy)
-    assert str(weights_copy) in str(e.value)
+    _refused(weights_copy, "SHA-256", weights_copy)
     weights_copy.write_bytes(data[:len(data) // 2])
-    with pytest.raises(ModelError, match="bytes") as e:
-        load_musicnn(weights_copy)
-    assert str(weights_copy) in str(e.value)
+    _refused(weights_copy, "bytes", weights_copy)
     weights_copy.unlink()
-    with pytest.raises(ModelError, match="missing") as e:
-        load_musicnn(weights_copy)
-    assert str(weights_copy) in str(e.value)
+    _refused(weights_copy, "missing", weights_copy)
 
 
 def test_weights_without_their_description_or_with_another_are_refused(weights_copy):
     json_path = weights_copy.with_suffix(".json")
     info = json.loads(json_path.read_text())
     json_path.write_text(json.dumps({**info, "weights": {**info["weights"], "sha256": "0" * 64}}))
-    with pytest.raises(ModelError, match="SHA-256"):
-        load_musicnn(weights_copy)
+    _refused(weights_copy, "SHA-256", weights_copy)
     json_path.write_text("{not json")
-    with pytest.raises(ModelError, match="unreadable") as e:
-        load_musicnn(weights_copy)
-    assert str(json_path) in str(e.value)
+    _refused(weights_copy, "unreadable", json_path)
     json_path.unlink()
-    with pytest.raises(ModelError, match="missing") as e:
-        load_musicnn(weights_copy)
-    assert str(json_path) in str(e.value)
+    _refused(weights_copy, "missing", json_path)
 
 
 def test_other_tensors_with_a_matching_hash_are_refused(weights_copy):

@@ -76,5 +76,5 @@ def test_scan_features_and_predict_on_real_recordings_in_every_format(collection
     results = [json.loads(line) for line in out]
     assert len(results) == 12
     for r in results:
-        assert r["label"] in ("prog", "nonprog") and 0.0 <= r["probability"] <= 1.0
+        assert r["verdict"] in ("prog", "nonprog") and 0.0 <= r["probability"] <= 1.0
         assert r["n_snippets"] == len(r["snippet_probs"]) >= 5 and abs(r["duration"] - 40.0) < 0.1

@@ -374,6 +374,9 @@ def test_display_name_keeps_only_a_printable_last_component():
     assert display_name("nul\x00byte\n.wav") == "nulbyte.wav"
     assert display_name("..") == display_name("") == display_name(None) == "upload"
     assert display_name("Yes – Roundabout.flac") == "Yes – Roundabout.flac"
+    # what a browser sends for a name with quotes and a line break (the HTML form-data encoding)
+    assert display_name("Yes, %22Roundabout%22.flac") == 'Yes, "Roundabout".flac'
+    assert display_name("two%0D%0Alines.flac") == "twolines.flac"
 
 
 # ---------------------------------------------------------------------------------------------

@@ -135,7 +135,7 @@ def test_seeded_runs_are_reproducible_and_seed_matters(data, tmp_path):
     small = _config(epochs=2, histogram_every=0)
     a = _train(train, val, tmp_path / "a", small)
     b = _train(train, val, tmp_path / "b", small)
-    c = _train(train, val, tmp_path / "c", _config(epochs=2, histogram_every=0, seed=1))
+    _train(train, val, tmp_path / "c", _config(epochs=2, histogram_every=0, seed=1))
     la, lb, lc = (load_file(str(tmp_path / d / "last.safetensors")) for d in "abc")
     for k in la:
         if k.startswith("model."):

@@ -159,3 +159,14 @@ def test_a_tampered_saved_model_is_refused(run, tmp_path, capsys):
     assert main(["predict", str(copy), str(next(run.run_dir.glob("*.csv")))]) == 2
     err = capsys.readouterr().err
     assert "model.safetensors" in err and "does not match" in err
+
+
+def test_an_edited_description_is_refused_with_its_file_named(run, tmp_path, capsys):
+    copy = tmp_path / "edited"
+    shutil.copytree(run.run_dir, copy, ignore=shutil.ignore_patterns("training", "tensorboard", "evaluations"))
+    meta = json.loads((copy / "model.json").read_text())
+    meta["models"]["logreg"]["threshold"] = 1.5
+    (copy / "model.json").write_text(json.dumps(meta))
+    assert main(["predict", str(copy), str(next(run.run_dir.glob("*.csv")))]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"{copy / 'model.json'}: " in err and "1.5" in err

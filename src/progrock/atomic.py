@@ -56,6 +56,18 @@ def atomic_open(path: str | os.PathLike, mode: str = "wb", **kwargs) -> Iterator
     into a :class:`ProgrockError` naming ``path``.
     """
     path = Path(path)
+    with _temporary(path, mode, **kwargs) as (fh, tmp):
+        yield fh
+    try:
+        os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise _cannot_write(path, exc) from exc
+
+
+@contextlib.contextmanager
+def _temporary(path: Path, mode: str, **kwargs) -> Iterator[tuple[IO, str]]:
+    """A temporary file beside ``path``, flushed to disk when the block ends; removed if it raises."""
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         os.fchmod(fd, 0o666 & ~_umask())
@@ -63,10 +75,9 @@ def atomic_open(path: str | os.PathLike, mode: str = "wb", **kwargs) -> Iterator
         raise ProgrockError(f"{path}: cannot write ({exc.strerror or exc})") from exc
     try:
         with os.fdopen(fd, mode, **kwargs) as fh:
-            yield fh
+            yield fh, tmp
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(tmp, path)
     except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
         if isinstance(exc, OSError):
@@ -81,21 +92,8 @@ def write_temporary(path: str | os.PathLike, data: bytes) -> str:
     description): each is written in full first, then each renamed.
     """
     path = Path(path)
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        os.fchmod(fd, 0o666 & ~_umask())
-    except OSError as exc:
-        raise ProgrockError(f"{path}: cannot write ({exc.strerror or exc})") from exc
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-    except BaseException as exc:
-        Path(tmp).unlink(missing_ok=True)
-        if isinstance(exc, OSError):
-            raise _cannot_write(path, exc) from exc
-        raise
+    with _temporary(path, "wb") as (fh, tmp):
+        fh.write(data)
     return tmp
 
 

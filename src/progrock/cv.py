@@ -35,6 +35,8 @@ from progrock.errors import ConfigError, DatasetError
 from progrock.evaluation.evaluate import Evaluation, model_metrics
 from progrock.evaluation.intervals import RESAMPLES, balanced_accuracy, mcc, paired_difference, roc_auc
 from progrock.evaluation.verdict import SongResult
+from progrock.features.sets import FeatureConfig
+from progrock.paths import printable
 from progrock.training.fit import FitPlan
 
 INNER_VALIDATION = 0.15
@@ -53,18 +55,18 @@ class CVOutcome:
 
 def fold_assignment(manifest: Manifest, *, folds: int, seed: int) -> dict[str, int]:
     """A fold per song path, stratified by label, copies of a recording (one group) in one fold."""
-    groups: dict[int, list] = {}
+    groups: dict[tuple, list] = {}
     for s in manifest.usable():
-        if s.label in CLASSES:
-            groups.setdefault(s.group, []).append(s)
+        if s.label in CLASSES:              # a song without a known group is a recording of its own
+            groups.setdefault((0, s.group, "") if s.group >= 0 else (1, -1, s.path), []).append(s)
     rng = np.random.default_rng(seed)
     out = {}
     for label in CLASSES:
         ids = [g for g, ss in sorted(groups.items()) if ss[0].label == label]
         if len(ids) < folds:
             raise DatasetError(f"{len(ids)} {label} recordings cannot fill {folds} folds; use fewer --folds")
-        for i, g in enumerate(rng.permutation(ids)):
-            for s in groups[int(g)]:
+        for i, j in enumerate(rng.permutation(len(ids))):
+            for s in groups[ids[j]]:
                 out[s.path] = i % folds
     return out
 
@@ -80,17 +82,26 @@ def _fold_manifest(manifest: Manifest, fold_of: dict[str, int], k: int, seed: in
     return Manifest(songs=songs, root=manifest.root)
 
 
+def _source_name(path: str, root: Path, names_root: str) -> str:
+    """A fold manifest's song path (relative to the fold's folder) as the source manifest names it."""
+    if Path(path).is_absolute():
+        return printable(path)
+    return printable(Path(os.path.relpath(os.path.normpath(root / path), names_root)).as_posix())
+
+
 def _fold_job(args: tuple) -> dict:
     """Train one fold's run and judge its test songs (in a worker; the same function for every engine).
 
-    ``args``: the fold folder, the fold's manifest path, the cache folder, the plan (as JSON), threads.
-    Writes ``oof.json`` (the fold's song results per model) last, so a fold with it is complete.
+    ``args``: the fold folder, the fold's manifest path, the cache folder, the plan (as JSON), threads,
+    and the folder the songs' names are relative to (the source manifest's, so every fold names a song
+    as a run on the whole data would). Writes ``oof.json`` (the fold's song results per model) last, so
+    a fold with it is complete.
     """
     from progrock.model.run import load_run, save_run
     from progrock.training.fit import fit_run
     from progrock.workflow import song_features, songs_of, trained_on
 
-    fold_dir, manifest_path, cache, plan_json, threads = args
+    fold_dir, manifest_path, cache, plan_json, threads, names_root = args
     fold_dir = Path(fold_dir)
     plan = plan_from_json(plan_json)
     plan = replace(plan, train_config=replace(plan.train_config, num_threads=threads))
@@ -104,10 +115,11 @@ def _fold_job(args: tuple) -> dict:
     save_run(fold_dir, run)
     run = load_run(fold_dir)
     judged = run.judge(songs_of(data, "test"))
+    name = {printable(s.path): _source_name(s.path, manifest.root, names_root) for s in manifest.songs}
     atomic_write_json(fold_dir / "oof.json", {
         "default_model": run.default_model,
-        "results": {m: [r.to_dict() for r in rows] for m, rows in judged.results.items()},
-        "skipped": judged.skipped})
+        "results": {m: [{**r.to_dict(), "path": name[r.path]} for r in rows] for m, rows in judged.results.items()},
+        "skipped": [(name.get(p, p), reason) for p, reason in judged.skipped]})
     return {"fold": fold_dir.name, "default_model": run.default_model}
 
 
@@ -151,7 +163,7 @@ def cross_validate(source: str | os.PathLike, out_dir: str | os.PathLike, *, cac
     """
     from progrock.parallel.engines import LocalEngine
     from progrock.training.fit import needs
-    from progrock.workflow import Hooks, check_training_data, open_dataset, song_features
+    from progrock.workflow import Hooks, check_training_data, open_dataset, song_features, song_timelines_of
 
     hooks = hooks or Hooks()
     plan = plan or FitPlan()
@@ -160,22 +172,27 @@ def cross_validate(source: str | os.PathLike, out_dir: str | os.PathLike, *, cac
     out_dir = Path(out_dir)
     check_training_data(source)
     manifest = open_dataset(source, seed=seed, jobs=jobs, hooks=hooks)
-    config = {"source": str(source), "folds": folds, "repeats": repeats, "seed": seed, "plan": plan_to_json(plan)}
+    config = {"source": str(source), "folds": folds, "repeats": repeats, "seed": seed, "plan": plan_to_json(plan),
+              "songs": manifest.digest()}
     _check_settings(out_dir, config)
-    song_features(manifest, needs(plan), cache, jobs=jobs, hooks=hooks)   # every feature once, into the cache
-    out_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out_dir / "cv.json", {"config": config})
-    tasks = []
+    planned = []                                # every fold's songs, checked before any work is done
     for r in range(repeats):
         fold_of = fold_assignment(manifest, folds=folds, seed=seed + 1000 * r)
         for k in range(folds):
-            fold_dir = out_dir / f"r{r + 1}-fold{k + 1}"
-            if (fold_dir / "oof.json").is_file():
-                continue
-            fold_dir.mkdir(parents=True, exist_ok=True)
-            path = _fold_manifest(manifest, fold_of, k, seed=seed + 1000 * r + k).write(fold_dir / "fold-manifest.csv")
-            tasks.append((str(fold_dir), str(path), str(Path(cache).resolve()), plan_to_json(plan),
-                          1 if jobs > 1 else None))
+            fold = _fold_manifest(manifest, fold_of, k, seed=seed + 1000 * r + k)
+            _check_fold(fold, k, folds)
+            planned.append((out_dir / f"r{r + 1}-fold{k + 1}", fold))
+    data = song_features(manifest, needs(plan), cache, jobs=jobs, hooks=hooks)   # every feature once, into the cache
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out_dir / "cv.json", {"config": config})
+    tasks = []
+    for fold_dir, fold in planned:
+        if (fold_dir / "oof.json").is_file():
+            continue
+        fold_dir.mkdir(parents=True, exist_ok=True)
+        path = fold.write(fold_dir / "fold-manifest.csv")
+        tasks.append((str(fold_dir), str(path), str(Path(cache).resolve()), plan_to_json(plan),
+                      1 if jobs > 1 else None, str(manifest.root)))
     engine = LocalEngine(min(jobs, max(1, len(tasks))))
     done = folds * repeats - len(tasks)
     for _i, _summary in engine.map_unordered(_fold_job, tasks):
@@ -187,17 +204,33 @@ def cross_validate(source: str | os.PathLike, out_dir: str | os.PathLike, *, cac
     atomic_write_json(out_dir / "cv.json", {"config": config, **evaluation.to_dict(songs=False)})
     from progrock.report.html import write_report
 
-    report = write_report(out_dir, evaluation, data_summary=[], config=config, title="progrock cross-validation")
+    timelines = song_timelines_of(evaluation, data, frame_rate=FeatureConfig.named("seed43").frame_rate)
+    report = write_report(out_dir, evaluation, data_summary=[], config=config,
+                          title="progrock cross-validation", timelines=timelines)
     return CVOutcome(out_dir, evaluation, report, folds=[t[0] for t in tasks])
 
 
 def _check_settings(out_dir: Path, config: dict) -> None:
-    """A folder of an earlier cv is resumed only with the same settings."""
+    """A folder of an earlier cv is resumed only with the same settings and the same songs."""
     path = out_dir / "cv.json"
     if path.is_file():
         old = json.loads(path.read_text()).get("config")
         if old is not None and old != config:
-            raise ConfigError(f"{out_dir} holds a cross-validation with other settings; choose another --out")
+            what = "other songs" if {**old, "songs": None} == {**config, "songs": None} else "other settings"
+            raise ConfigError(f"{out_dir} holds a cross-validation of {what} (its finished folds would not fit "
+                              "these); choose another --out")
+
+
+def _check_fold(fold: Manifest, k: int, folds: int) -> None:
+    """A fold's inner split must hold both classes in train and validation, else its run cannot be trained."""
+    for split in ("train", "validation"):
+        have = {s.label for s in fold.usable(split)}
+        if have != set(CLASSES):
+            counts = {c: len({s.group if s.group >= 0 else s.path for s in fold.songs if s.label == c})
+                      for c in CLASSES}
+            raise DatasetError(f"fold {k + 1} of {folds} leaves no {', '.join(sorted(set(CLASSES) - have))} song "
+                               f"for its {split} split ({counts['prog']} prog and {counts['nonprog']} nonprog "
+                               "recordings in all): add songs, or use fewer --folds")
 
 
 def collect(out_dir: Path, *, folds: int, repeats: int, seed: int = 0) -> Evaluation:
@@ -205,21 +238,26 @@ def collect(out_dir: Path, *, folds: int, repeats: int, seed: int = 0) -> Evalua
 
     With repeats, each metric and interval is the mean over repeats (the songs resampled alike).
     """
+    from progrock.training.fit import PREFERENCE
+
     per_repeat: list[dict[str, list[SongResult]]] = []
-    defaults = []
+    defaults, skipped = [], {}
     for r in range(repeats):
         merged: dict[str, list[SongResult]] = {}
         for k in range(folds):
             data = json.loads((out_dir / f"r{r + 1}-fold{k + 1}" / "oof.json").read_text())
             defaults.append(data["default_model"])
+            skipped.update((path, reason) for path, reason in data.get("skipped", []))
             for m, rows in data["results"].items():
                 merged.setdefault(m, []).extend(_result(d) for d in rows)
         for rows in merged.values():
             rows.sort(key=lambda x: x.path)
         per_repeat.append(merged)
     models = list(per_repeat[0])
-    ev = Evaluation(default_model=max(set(defaults), key=defaults.count),
-                    titles={m: _title(m) for m in models})
+    most = max(defaults.count(m) for m in defaults)              # the folds' most frequent default; ties: PREFERENCE
+    default = next(m for m in [*PREFERENCE, *sorted(set(defaults))] if m in defaults and defaults.count(m) == most)
+    ev = Evaluation(default_model=default, titles={m: _title(m) for m in models},
+                    skipped=sorted(skipped.items()))
     first = per_repeat[0]
     ev.songs["out-of-fold"] = first
     metrics = {m: model_metrics(first[m], seed=seed) for m in models}

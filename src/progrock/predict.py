@@ -27,6 +27,7 @@ from progrock.features.files import features_of_sets
 from progrock.features.sets import compute_features
 from progrock.model.run import Run, Songs, load_run
 from progrock.parallel.engines import Engine, LocalEngine, file_outcome
+from progrock.paths import printable
 
 BUILT_IN = ("musicnn",)
 """Names accepted where a run folder is, for runs that ship with progrock."""
@@ -179,13 +180,14 @@ def classify_files(run: Run, paths: Sequence[str | os.PathLike], *, jobs: int = 
     Yields
     ------
     (path, result, "") or (path, None, reason)
-        ``path`` as given. A file that cannot be decoded or is too short is
-        reported with its reason and the others go on.
+        ``path`` as given, printable (:func:`progrock.paths.printable`: a name
+        that is not UTF-8 has ``\\xNN`` escapes). A file that cannot be decoded
+        or is too short is reported with its reason and the others go on.
     """
     run.model_names([model or run.default_model])            # an unknown model fails before any work
     ref = _run_ref(run)
     root = os.path.abspath(cache.root) if cache is not None else None
-    args = [(str(p), os.path.abspath(p), root, ref, model, tags, threshold) for p in paths]
+    args = [(printable(p), os.path.abspath(p), root, ref, model, tags, threshold) for p in paths]
     engine = engine or LocalEngine(jobs)
     kw = dict(progress=progress, on_error=lambda item, reason: (None, reason))
     results = (enumerate(engine.map_ordered(_song_job, args, **kw)) if ordered
@@ -201,7 +203,8 @@ def expand_inputs(inputs: Sequence[str | os.PathLike]) -> tuple[list[Path], list
     -------
     files : list of Path
     missing : list of (path, reason)
-        Inputs that do not exist, and folders without audio files.
+        Inputs that do not exist, folders without audio files, and folders
+        (or sub-folders) that cannot be read.
     """
     from progrock.audio import find_audio_files
 
@@ -209,8 +212,10 @@ def expand_inputs(inputs: Sequence[str | os.PathLike]) -> tuple[list[Path], list
     for item in inputs:
         p = Path(item)
         if p.is_dir():
-            found = find_audio_files(p)
-            if not found:  # e.g. a folder named like a song: say so rather than print nothing
+            skipped: list[tuple[str, str]] = []
+            found = find_audio_files(p, skipped=skipped)
+            missing.extend(skipped)
+            if not found and not skipped:  # e.g. a folder named like a song: say so rather than print nothing
                 missing.append((str(p), "a folder without audio files"))
             files.extend(found)
         elif os.path.lexists(p):

@@ -42,6 +42,7 @@ from progrock.features.cache import FeatureCache
 from progrock.features.files import FeatureResult
 from progrock.features.sets import FeatureConfig
 from progrock.model.run import Run, Songs, load_run, save_run
+from progrock.paths import printable
 from progrock.training.fit import FitPlan, fit_run
 
 Log = Callable[[str], None]
@@ -88,8 +89,10 @@ def check_training_data(source: str | os.PathLike) -> None:
 
 
 def split_warnings(manifest: Manifest) -> list[str]:
-    """A line per split and class with too few songs to mean anything, with the interval that implies."""
-    from progrock.evaluation.intervals import with_intervals
+    """A line per split with too few songs of a class to mean anything, with how low the truth could be;
+    and a line when the training songs are too few for the familiarity check."""
+    from progrock.evaluation.intervals import perfect_score_low
+    from progrock.model.familiarity import MIN_SONGS
 
     out = []
     for split in SPLITS:
@@ -97,14 +100,15 @@ def split_warnings(manifest: Manifest) -> list[str]:
         if 0 < min(counts.values()) < TOO_FEW or (split == "test" and 0 == min(counts.values())
                                                    and sum(counts.values())):
             n = sum(counts.values())
-            perfect = with_intervals([0] * counts["nonprog"] + [1] * counts["prog"],
-                                     [0] * counts["nonprog"] + [1] * counts["prog"],
-                                     metrics=("balanced_accuracy",))["balanced_accuracy"]
-            low = perfect["low"]
-            what = (f"even a perfect score's 95 % interval reaches down to {low:.2f}" if low is not None
-                    else "no interval can be given")
+            low = perfect_score_low(counts["prog"], counts["nonprog"])
+            what = (f"even a perfect score there leaves the true balanced accuracy anywhere above {low:.2f} "
+                    f"(95 %)" if low > 0 else "a class is missing: no balanced accuracy can be measured")
             out.append(f"the {split} split has {counts['prog']} prog and {counts['nonprog']} nonprog songs "
                        f"({n} in all): too few to mean anything ({what}); add songs, or judge with progrock cv")
+    n_train = len(manifest.usable("train"))
+    if 0 < n_train < MIN_SONGS:
+        out.append(f"{n_train} training songs are too few for the familiarity check (it needs {MIN_SONGS}): "
+                   "no song will be flagged as unlike the training music")
     return out
 
 
@@ -128,8 +132,14 @@ def open_dataset(source: str | os.PathLike, *, seed: int = 0, jobs: int = 1, hoo
 
 
 def unreadable(manifest: Manifest) -> list[tuple[str, str]]:
-    """``(path, reason)`` of the manifest's songs left out of every set (unreadable, both labels...)."""
-    return [(s.path, s.error) for s in manifest.songs if s.error]
+    """``(path, reason)`` of the manifest's songs left out of every set (unreadable, both labels...), each
+    path printable (:func:`progrock.paths.printable`), as every song is named in results."""
+    return [(printable(s.path), s.error) for s in manifest.songs if s.error]
+
+
+def failed_songs(data: SongFeatures) -> list[tuple[str, str]]:
+    """``(path, reason)`` of the songs whose features could not be computed, printable."""
+    return [(printable(s.path), reason) for s, reason in data.failed]
 
 
 def song_features(manifest: Manifest, configs: list[FeatureConfig], cache: str | os.PathLike, *,
@@ -147,7 +157,7 @@ def song_features(manifest: Manifest, configs: list[FeatureConfig], cache: str |
 def songs_of(data: SongFeatures, set_name: str) -> Songs:
     """One set of ``data`` as a batch of songs to judge (the truth where the song has a label)."""
     idx = [i for i, s in enumerate(data.songs) if s.split == set_name]
-    return Songs([data.songs[i].path for i in idx], {k: [v[i] for i in idx] for k, v in data.features.items()},
+    return Songs([printable(data.songs[i].path) for i in idx], {k: [v[i] for i in idx] for k, v in data.features.items()},
                  [data.songs[i].duration for i in idx], [data.songs[i].label or None for i in idx])
 
 
@@ -165,12 +175,26 @@ def _is_demo_corpus(path: Path) -> bool:
         return False
 
 
-def trained_on(source: Path, manifest: Manifest, configs: list[FeatureConfig]) -> dict:
-    """What a run's models have heard: the source, whether it is progrock's synthetic demo corpus, songs per class."""
-    files = [manifest.resolve(s) for s in manifest.usable("train")]
+def is_synthetic(source: Path, manifest: Manifest, split: str | None = None) -> bool:
+    """Whether the songs (of ``split``) are progrock's synthetic demo corpus (its ``corpus.json`` beside them)."""
+    files = [manifest.resolve(s) for s in manifest.usable(split)]
     common = Path(os.path.commonpath([str(f) for f in files])) if files else source
     places = [source if source.is_dir() else source.parent, *list(common.parents)[:3], common]
-    synthetic = any(_is_demo_corpus(p / "corpus.json") for p in places)
+    return any(_is_demo_corpus(p / "corpus.json") for p in places)
+
+
+def synthetic_notes(run: Run, evaluation: Evaluation) -> list[str]:
+    """What a reader of figures on the synthetic demo corpus must know about the pretrained tagger's models."""
+    tagger = [m for m in evaluation.titles if m in run.entries and run.entries[m].kind in ("musicnn", "patches")]
+    if not tagger:
+        return []
+    return [f"{', '.join(tagger)}: the musicnn tagger learnt from real recordings (the Million Song Dataset); its "
+            "scores on progrock's synthetic demo corpus mean little about how it hears real music"]
+
+
+def trained_on(source: Path, manifest: Manifest, configs: list[FeatureConfig]) -> dict:
+    """What a run's models have heard: the source, whether it is progrock's synthetic demo corpus, songs per class."""
+    synthetic = is_synthetic(source, manifest, "train")
     return {"source": str(source.resolve()), "synthetic": synthetic,
             "songs": {c: sum(s.label == c for s in manifest.usable("train")) for c in CLASSES},
             "feature_sets": [c.name for c in configs]}
@@ -208,6 +232,8 @@ def _check_resume(run_dir: Path, config: dict) -> None:
     old = json.loads(path.read_text())
     keys = ("recipe", "models", "folds", "features", "snippets", "model", "split_seed")
     diffs = [k for k in keys if old.get(k) != config.get(k)]
+    if "songs" in config and "songs" in old and old["songs"] != config["songs"]:
+        diffs.append("the songs or their splits")
     t_old, t_new = old.get("training", {}), config["training"]
     diffs += [f"training.{k}" for k in t_new if k not in ("epochs", "early_stopping_patience", "num_threads",
                                                          "histogram_every") and t_old.get(k) != t_new[k]]
@@ -251,6 +277,9 @@ def train_run(source: str | os.PathLike, run_dir: str | os.PathLike, *, cache: s
     if resume:
         _check_resume(run_dir, config)
     manifest = open_dataset(source, seed=split_seed, jobs=jobs, hooks=hooks)
+    config["songs"] = manifest.digest(splits=True)
+    if resume:
+        _check_resume(run_dir, config)                # the songs, now that they are known
     for split in ("train", "validation"):
         labels = {s.label for s in manifest.usable(split)}
         if labels != set(CLASSES):
@@ -261,34 +290,55 @@ def train_run(source: str | os.PathLike, run_dir: str | os.PathLike, *, cache: s
         hooks.warn(w)
     data = song_features(manifest, configs, cache, jobs=jobs, hooks=hooks)
     run_dir.mkdir(parents=True, exist_ok=True)
-    manifest = read_manifest(manifest.write(run_dir / "manifest.csv"))  # paths as the run folder names them
-    data = _rebase(data, manifest)
+    written = read_manifest(manifest.write(run_dir / "manifest.csv"))   # paths as the run folder names them
+    data, manifest = _rebase(data, manifest, written), written
     atomic_write_json(run_dir / "config.json", config)
     run = fit_run(data, run_dir, plan, log=hooks.log, progress=hooks.epoch, member=hooks.member, resume=resume,
                   description={"trained_on": trained_on(source, manifest, configs), "recipe": plan.recipe})
     save_run(run_dir, run)
     run = load_run(run_dir)                       # what every later command will load
     evaluation = evaluate(run, {s: songs_of(data, s) for s in manifest.sets}, seed=plan.train_config.seed)
-    evaluation.skipped = unreadable(manifest) + [(s.path, r) for s, r in data.failed] + evaluation.skipped
-    report = write_outputs(run_dir, evaluation, run, manifest, config)
+    evaluation.skipped = unreadable(manifest) + failed_songs(data) + evaluation.skipped
+    if is_synthetic(Path(source), manifest):
+        evaluation.notes = synthetic_notes(run, evaluation)
+    report = write_outputs(run_dir, evaluation, run, manifest, config, data=data)
     return RunOutcome(run_dir, run, evaluation, report, failed=evaluation.skipped, warnings=warnings)
 
 
-def _rebase(data: SongFeatures, manifest: Manifest) -> SongFeatures:
-    """``data``'s songs renamed as the run folder's manifest names them (same order of hashes)."""
-    by_hash = {s.audio_sha256: s for s in manifest.usable()}
-    for i, s in enumerate(data.songs):
-        data.songs[i] = by_hash.get(s.audio_sha256, s)
+def _rebase(data: SongFeatures, old: Manifest, new: Manifest) -> SongFeatures:
+    """``data``'s songs renamed as ``new`` (the same songs, written in the run folder) names them.
+
+    Row by row, not by audio hash: two copies of one recording are two songs.
+    """
+    renamed = {o.path: n for o, n in zip(old.songs, new.songs)}
+    data.songs = [renamed.get(s.path, s) for s in data.songs]
+    data.failed = [(renamed.get(s.path, s), reason) for s, reason in data.failed]
     return data
 
 
-def write_outputs(folder: Path, evaluation: Evaluation, run: Run, manifest: Manifest, config: dict) -> Path:
-    """``evaluation.json`` and ``report.html`` in ``folder``."""
+def write_outputs(folder: Path, evaluation: Evaluation, run: Run, manifest: Manifest, config: dict, *,
+                  data: SongFeatures | None = None, title: str = "progrock run report") -> Path:
+    """``evaluation.json`` and ``report.html`` in ``folder``; with ``data``, the songs' structure timelines
+    are drawn from their ``seed43`` features."""
     from progrock.report.html import write_report
 
     folder.mkdir(parents=True, exist_ok=True)
     atomic_write_json(folder / "evaluation.json", evaluation.to_dict(), indent=1)
-    return write_report(folder, evaluation, run=run, data_summary=summary(manifest), config=config)
+    timelines = song_timelines_of(evaluation, data, frame_rate=run.feature_config("seed43").frame_rate)
+    return write_report(folder, evaluation, run=run, data_summary=summary(manifest), config=config,
+                        timelines=timelines, title=title)
+
+
+def song_timelines_of(evaluation: Evaluation, data: SongFeatures | None, *, frame_rate: float) -> dict | None:
+    """The structure timelines of the songs ``evaluation`` judged, keyed as :func:`songs_of` names them
+    (``None`` without ``seed43`` features)."""
+    from progrock.report.structure import song_timelines
+
+    if data is None or "seed43" not in data.features:
+        return None
+    judged = {r.path for by_model in evaluation.songs.values() for rows in by_model.values() for r in rows}
+    named = {printable(s.path): x for s, x in zip(data.songs, data.features["seed43"])}
+    return song_timelines({name: x for name, x in named.items() if name in judged}, frame_rate=frame_rate)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -308,7 +358,7 @@ def _copies(manifest: Manifest, run: Run) -> list[tuple[str, str]]:
     if own is None:
         return []
     seen = {s.audio_sha256: s.path for s in read_manifest(own).usable() if s.split in ("train", "validation")}
-    return [(s.path, seen[s.audio_sha256]) for s in manifest.usable() if s.audio_sha256 in seen]
+    return [(s.path, seen[s.audio_sha256]) for s in manifest.usable() if s.audio_sha256 in seen]  # raw paths
 
 
 def evaluate_run(run_dir: str | os.PathLike, source: str | os.PathLike | None = None, *,
@@ -368,15 +418,18 @@ def evaluate_run(run_dir: str | os.PathLike, source: str | os.PathLike | None = 
     data = song_features(manifest, run.needs(models), cache, jobs=jobs, hooks=hooks)
     evaluation = evaluate(run, {s: songs_of(data, s) for s in wanted}, models=models,
                           seed=config.get("training", {}).get("seed", 0))
-    evaluation.skipped = unreadable(manifest) + [(s.path, r) for s, r in data.failed] + evaluation.skipped
-    evaluation.copies = copies
+    evaluation.skipped = unreadable(manifest) + failed_songs(data) + evaluation.skipped
+    evaluation.copies = [(printable(p), printable(t)) for p, t in copies]
+    if is_synthetic(Path(source) if new_data else own, manifest):
+        evaluation.notes = synthetic_notes(run, evaluation)
     report = None
     if write:
         stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
         where = Path(report_dir) if report_dir else (
             Path(run.path).parent / "evaluations" / f"{'+'.join(wanted)}-{stamp}" if run.path else Path(f"evaluation-{stamp}"))
         report = write_outputs(where, evaluation, run, manifest, {"run": str(run_dir), "data": str(source or own),
-                                                                 "sets": wanted, "run_config": config})
+                                                                 "sets": wanted, "run_config": config},
+                               data=data, title="progrock evaluation")
     return evaluation, report
 
 

@@ -12,6 +12,7 @@ import numpy as np
 import librosa
 
 from progrock.constants import SR
+from progrock.features.spectral import BlockSTFT
 
 FP_N_FFT = 4096
 FP_HOP = 256
@@ -40,30 +41,62 @@ def fingerprint(y: np.ndarray, *, sr: int = SR) -> np.ndarray:
         About 86 frames per second at 22,050 Hz; frames overlap by 15/16 so
         that an encoder's delay (MP3, AAC priming) shifts few bits.
     """
-    E = _mel_power(np.asarray(y, dtype=np.float32), sr)
-    band_diff = E[:-1] - E[1:]
-    return (band_diff[:, 1:] - band_diff[:, :-1]) > 0
+    sink = FingerprintSink(sr=sr)
+    sink.update(np.asarray(y, dtype=np.float32))
+    return sink.finish()
 
 
-def _mel_power(y: np.ndarray, sr: int) -> np.ndarray:
-    """``librosa.feature.melspectrogram`` (centred, zero-padded frames), computed in blocks of frames.
+class FingerprintSink:
+    """The fingerprint of a signal that arrives in blocks (a sink for ``stream_decode``).
 
-    One call on an hour of audio would hold a 1.2 GB complex STFT; a block holds
-    :data:`FP_BLOCK_FRAMES` frames.
+    The mel band energies are ``librosa.feature.melspectrogram``'s (centred,
+    zero-padded power STFT frames; :class:`~progrock.features.spectral.BlockSTFT`
+    gives librosa's frames bit for bit), computed :data:`FP_BLOCK_FRAMES`
+    frames at a time, and the bits of each block as soon as the next frame is
+    known; so memory stays flat in the song's length (the bits themselves
+    take 16 bytes per frame, 5 MB an hour).
+
+    Parameters
+    ----------
+    sr : int
+        Sample rate of the blocks in Hz.
     """
-    mel = librosa.filters.mel(sr=sr, n_fft=FP_N_FFT, n_mels=FP_BANDS, fmin=300.0, fmax=4000.0)
-    half = FP_N_FFT // 2
-    n_frames = 1 + len(y) // FP_HOP
-    out = np.empty((FP_BANDS, n_frames), dtype=np.float32)
-    for t0 in range(0, n_frames, FP_BLOCK_FRAMES):
-        t1 = min(n_frames, t0 + FP_BLOCK_FRAMES)
-        lo, hi = t0 * FP_HOP - half, (t1 - 1) * FP_HOP + half   # samples of frames t0..t1-1
-        seg = y[max(lo, 0):min(hi, len(y))]
-        if lo < 0 or hi > len(y):
-            seg = np.pad(seg, (max(0, -lo), max(0, hi - len(y))))
-        S = np.abs(librosa.stft(seg, n_fft=FP_N_FFT, hop_length=FP_HOP, center=False)) ** 2
-        out[:, t0:t1] = mel @ S
-    return out
+
+    def __init__(self, *, sr: int = SR):
+        self._mel = librosa.filters.mel(sr=sr, n_fft=FP_N_FFT, n_mels=FP_BANDS, fmin=300.0, fmax=4000.0)
+        self._stft = BlockSTFT(n_fft=FP_N_FFT, hop_length=FP_HOP, block_frames=FP_BLOCK_FRAMES)
+        self._last: np.ndarray | None = None  # band differences of the last frame so far
+        self._bits: list[np.ndarray] = []
+
+    def update(self, y: np.ndarray) -> None:
+        """Take the next block of samples ``[shape=(n,)]``."""
+        step = FP_BLOCK_FRAMES * FP_HOP  # at most one block of frames per push: 67 MB of power frames
+        for start in range(0, len(y), step):
+            S_T = self._stft.push(y[start:start + step])
+            if S_T is not None:
+                self._add(S_T)
+
+    def finish(self) -> np.ndarray:
+        """The fingerprint, as :func:`fingerprint` of all the samples.
+
+        Returns
+        -------
+        np.ndarray [shape=(FP_BANDS - 1, n_frames - 1), dtype=bool]
+        """
+        self._add(self._stft.finish())
+        bits = np.concatenate(self._bits, axis=1) if self._bits else np.zeros((FP_BANDS - 1, 0), bool)
+        self._bits = []
+        return bits
+
+    def _add(self, S_T: np.ndarray) -> None:
+        for t0 in range(0, len(S_T), FP_BLOCK_FRAMES):
+            E = self._mel @ S_T[t0:t0 + FP_BLOCK_FRAMES].T  # as librosa's mel @ S on a block of frames
+            band_diff = E[:-1] - E[1:]
+            if self._last is not None:
+                band_diff = np.concatenate([self._last, band_diff], axis=1)
+            if band_diff.shape[1]:
+                self._bits.append((band_diff[:, 1:] - band_diff[:, :-1]) > 0)
+                self._last = band_diff[:, -1:]
 
 
 def fingerprint_distance(a: np.ndarray, b: np.ndarray, *, max_shift: int = FP_MAX_SHIFT,

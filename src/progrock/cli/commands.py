@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from progrock.cli import (_on_interrupt, cache_option, cli, console, default_cache, engine_options,
+from progrock.cli import (_on_interrupt, cache_option, cli, console, engine_options,
                               feature_set_option, jobs_option, meter, open_cache, open_engine, out,
                               print_failures, usable_jobs)
 from progrock.cli.output import print_evaluation, print_result
@@ -116,8 +116,9 @@ def features(source: Path, cache: Path | None, feature_set: str, jobs: int | Non
     from progrock.features.files import features_from_files
 
     store = open_cache(cache).store(FeatureConfig.named(feature_set))
+    unreadable: list[tuple[str, str]] = []        # folders that cannot be read: listed, the walk goes on
     if source.is_dir():
-        paths, hashes = find_audio_files(source), None
+        paths, hashes = find_audio_files(source, skipped=unreadable), None
     elif source.is_file():
         manifest = read_manifest(source)
         songs = [s for s in manifest.songs if not s.error]
@@ -132,8 +133,8 @@ def features(source: Path, cache: Path | None, feature_set: str, jobs: int | Non
     counts = {k: sum(r.status == k for r in results) for k in ("computed", "cached", "failed")}
     out.print(f"{len(results)} files: {counts['computed']} computed, {counts['cached']} cached, "
               f"{counts['failed']} failed  ->  {store.folder}")
-    print_failures([(r.path, r.error) for r in results if r.status == "failed"])
-    if counts["failed"]:
+    print_failures(unreadable + [(r.path, r.error) for r in results if r.status == "failed"])
+    if counts["failed"] or unreadable:
         raise SystemExit(1)
 
 
@@ -223,7 +224,12 @@ def train(data: Path, run_dir: Path, recipe: str, models: str | None, folds: int
 
 def _trained(outcome) -> None:
     run = outcome.run
-    out.print(f"default model: {run.default_model} (best validation song balanced accuracy)")
+    for m in run.description.get("cnn_members", []):
+        early = ", stopped early" if m["stopped_early"] else ""
+        out.print(f"CNN member {m['member']}: best epoch {m['best_epoch']} of {m['epochs_run']}{early} "
+                  f"({m['songs']} training songs)")
+    chosen_by = run.description.get("validation", {}).get("chosen_by", "balanced accuracy on the validation songs")
+    out.print(f"default model: {run.default_model} (best {chosen_by})")
     print_evaluation(outcome.evaluation)
     print_failures(outcome.failed)
     out.print(f"\nrun:         {outcome.run_dir.resolve()}\nreport:      {outcome.report.resolve()}\n"
@@ -369,6 +375,7 @@ def predict(run_dir: str, inputs: tuple[Path, ...], model: str | None, threshold
     snippets, barcode and, when the song is unlike the music the run was
     trained on, a warning.
     """
+    from progrock.paths import printable
     from progrock.predict import classify_files, expand_inputs, open_run
     from progrock.report.table import VerdictTable, row_of, write_header
 
@@ -380,6 +387,7 @@ def predict(run_dir: str, inputs: tuple[Path, ...], model: str | None, threshold
         console.print(f"[yellow]warning:[/yellow] {warning}")
     store = None if no_cache else open_cache(cache, optional=True)
     files, failures = expand_inputs(inputs)
+    failures = [(printable(p), r) for p, r in failures]
     writer = write_header(sys.stdout) if as_csv else None
     table = VerdictTable(out_path) if out_path is not None else None
     n_listed = len(files)

@@ -37,6 +37,8 @@ def print_evaluation(evaluation, sets: list[str] | None = None) -> None:
             out.print(f"[yellow]{set_name}: the probabilities of {', '.join(shifted)} have shifted against the "
                       f"validation songs: their thresholds may not fit this music (see ROC-AUC and the "
                       f"best-threshold balanced accuracy in the report)[/yellow]")
+    for note in getattr(evaluation, "notes", []):
+        out.print(f"[yellow]note: {note}[/yellow]")
 
 
 def print_result(path: str, result) -> None:

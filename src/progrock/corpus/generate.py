@@ -9,7 +9,6 @@ file tags ``spawn_key=(2, i)``.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -17,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from progrock.atomic import atomic_write_json
 from progrock.audio import FORMATS, write_audio
 from progrock.constants import SR
 from progrock.corpus.song import SongPlan, plan_song, synthesize_song
@@ -198,5 +198,5 @@ def generate_corpus(out_dir: str | os.PathLike, *, n_songs: int = 60, seed: int 
                            "prog_fraction": prog_fraction, "duration_scale": duration_scale,
                            "formats": list(formats), "sr": SR},
               "songs": [{k: v for k, v in s.items() if k != "path"} for s in songs]}
-    (out / "corpus.json").write_text(json.dumps(record, indent=1))
+    atomic_write_json(out / "corpus.json", record, indent=1)
     return songs

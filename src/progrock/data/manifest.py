@@ -26,10 +26,12 @@ from typing import Callable
 
 import numpy as np
 
-from progrock.audio import decode, find_audio_files
-from progrock.audio.fingerprint import FP_HOP, fingerprint, fingerprint_distance
+from progrock.audio import find_audio_files, stream_decode
+from progrock.audio.fingerprint import FP_HOP, FingerprintSink, fingerprint_distance
 from progrock.constants import CLASSES, SPLITS, SR
+from progrock.atomic import atomic_open
 from progrock.errors import DatasetError, ProgrockError
+from progrock.paths import file_of, printable
 from progrock.parallel.engines import LocalEngine
 
 MANIFEST_NAME = "manifest.csv"
@@ -72,9 +74,19 @@ class Manifest:
     root: Path
 
     def resolve(self, song: Song) -> Path:
-        """Absolute path of a song's file."""
+        """Absolute path of a song's file (a name written with ``\\xNN`` escapes found again, see
+        :mod:`progrock.paths`)."""
         p = Path(song.path)
-        return p if p.is_absolute() else self.root / p
+        return file_of(p if p.is_absolute() else self.root / p)
+
+    def digest(self, *, splits: bool = False) -> str:
+        """A short hash of the usable songs (path, audio hash, label; and split with ``splits``): a resumed
+        training or cross-validation must see the same songs it started with."""
+        import hashlib
+
+        rows = sorted("\t".join([printable(s.path), s.audio_sha256, s.label] + ([s.split] if splits else []))
+                      for s in self.usable())
+        return hashlib.sha256("\n".join(rows).encode("utf-8")).hexdigest()[:16]
 
     def usable(self, split: str | None = None) -> list[Song]:
         """Songs without error (in ``split`` if given)."""
@@ -90,22 +102,20 @@ class Manifest:
         """Write as CSV atomically; relative paths are re-based on the CSV's folder."""
         path = Path(path)
         folder = path.parent.resolve()
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         names = [f.name for f in fields(Song)]
         try:
-            with open(tmp, "w", newline="", encoding="utf-8") as fh:
+            with atomic_open(path, "w", newline="", encoding="utf-8") as fh:
                 w = csv.DictWriter(fh, fieldnames=names)
                 w.writeheader()
                 for s in self.songs:
                     row = asdict(s)
                     if not Path(s.path).is_absolute() and folder != self.root:
                         row["path"] = Path(os.path.relpath(self.root / s.path, folder)).as_posix()
+                    row["path"] = printable(row["path"])       # names that are not UTF-8, escaped
                     row["error"] = " ".join(row["error"].split())  # one line per song
                     w.writerow(row)
-            os.replace(tmp, path)
-        except OSError as exc:
-            tmp.unlink(missing_ok=True)
-            raise DatasetError(f"{path}: cannot write the manifest ({exc.strerror or exc})") from exc
+        except ProgrockError as exc:
+            raise DatasetError(str(exc).replace("cannot write", "cannot write the manifest", 1)) from exc
         return path
 
 
@@ -197,16 +207,23 @@ def list_songs(source: str | os.PathLike) -> tuple[list[Song], Path]:
 
 
 def _list_folder(root: Path) -> list[Song]:
+    """Songs under ``root``; a sub-folder that cannot be read is a song row with the reason as its error."""
     songs = []
-    for p in find_audio_files(root):
+    skipped: list[tuple[str, str]] = []
+    found = find_audio_files(root, skipped=skipped)
+    rows = [(p, "") for p in found] + [(Path(p), reason) for p, reason in skipped]
+    for p, error in rows:
+        if p == root:
+            raise DatasetError(f"{root}: {error}")
         parts = p.relative_to(root).parts
-        top = parts[0] if len(parts) > 1 else ""
+        top = parts[0] if len(parts) > 1 or error else ""
         if top in CLASSES:
-            songs.append(Song(path=p.relative_to(root).as_posix(), label=top))
+            songs.append(Song(path=p.relative_to(root).as_posix(), label=top, error=error))
         elif top:
             label = next((q for q in parts[1:-1] if q in CLASSES), "")
-            songs.append(Song(path=p.relative_to(root).as_posix(), label=label, split=top))
-    if not songs:
+            songs.append(Song(path=p.relative_to(root).as_posix(), label=label,
+                              split="" if error else printable(top), error=error))
+    if not any(s.ok for s in songs) and not skipped:
         raise DatasetError(f"{root}: no audio files in prog/ or nonprog/ (or other set folders)")
     return songs
 
@@ -236,16 +253,16 @@ def _list_csv(path: Path) -> list[Song]:
 
 
 def _probe(path: str) -> dict:
-    """Decode one file: duration, rates, hash, fingerprint (runs in a worker)."""
+    """Decode one file block by block: duration, rates, hash, fingerprint (runs in a worker)."""
     try:
-        audio = decode(path)
+        sink, info = stream_decode(path, FingerprintSink)
+        fp = sink.finish()
     except ProgrockError as exc:
         return {"error": getattr(exc, "reason", str(exc))}
     except Exception as exc:  # noqa: BLE001 - a decoder crash must not stop a batch
         return {"error": f"unexpected {type(exc).__name__}: {exc}"}
-    fp = fingerprint(audio.y)
-    return {"duration": round(audio.duration, 3), "source_sr": audio.source_sr,
-            "channels": audio.channels, "audio_sha256": audio.sha256,
+    return {"duration": round(info.duration, 3), "source_sr": info.source_sr,
+            "channels": info.channels, "audio_sha256": info.sha256, "warnings": list(info.warnings),
             "fp": np.packbits(fp, axis=1), "fp_frames": fp.shape[1]}
 
 
@@ -368,13 +385,14 @@ def scan(source: str | os.PathLike, *, seed: int = 0,
     """
     songs, root = list_songs(source)
     manifest = Manifest(songs=songs, root=root)
+    todo = [i for i, s in enumerate(songs) if s.ok]  # an unreadable folder is listed, not probed
     if on_total:
-        on_total(len(songs))
-    paths = [str(manifest.resolve(s)) for s in songs]
+        on_total(len(todo))
+    paths = [str(manifest.resolve(songs[i])) for i in todo]
     fps: dict[int, np.ndarray] = {}
     probes = LocalEngine(jobs).map_ordered(_probe, paths, progress=progress,
                                            on_error=lambda _path, reason: {"error": reason})
-    for i, info in enumerate(probes):
+    for i, info in zip(todo, probes):
         s = songs[i]
         if "error" in info:
             s.error, s.split = info["error"], ""
@@ -396,7 +414,7 @@ def scan(source: str | os.PathLike, *, seed: int = 0,
 def set_name_of(source: str | os.PathLike) -> str:
     """The set a folder's or CSV's songs form when judged whole: its name (``albums``, ``my-list``)."""
     p = Path(source).resolve()
-    return p.stem if p.is_file() else p.name
+    return printable(p.stem if p.is_file() else p.name)
 
 
 def summary(manifest: Manifest) -> list[dict]:

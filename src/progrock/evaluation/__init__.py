@@ -1,4 +1,4 @@
-"""Song verdicts from snippets (:mod:`.verdict`), metrics (:mod:`.metrics`), baselines and evaluation."""
+"""Song verdicts from snippets (:mod:`.verdict`), metrics (:mod:`.metrics`), intervals (:mod:`.intervals`) and evaluation (:mod:`.evaluate`)."""
 
 from progrock.evaluation.metrics import binary_metrics, choose_threshold, format_confusion
 from progrock.evaluation.verdict import RULES, SongResult, song_verdict, song_verdicts, song_vote_scores

@@ -59,6 +59,8 @@ class Evaluation:
     skipped : list of (path, reason)
     copies : list of (path, training song)
         Songs of new data that are copies of the run's training songs (judged apart, in the set ``copies``).
+    notes : list of str
+        What a reader of these figures must know (e.g. a pretrained model judged on synthetic music).
     """
 
     metrics: dict[str, dict[str, dict]] = field(default_factory=dict)
@@ -69,12 +71,14 @@ class Evaluation:
     default_model: str = "cnn"
     skipped: list[tuple[str, str]] = field(default_factory=list)
     copies: list[tuple[str, str]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
     def to_dict(self, *, songs: bool = True) -> dict:
         out = {"default_model": self.default_model, "thresholds": self.thresholds, "titles": self.titles,
                "sets": self.metrics, "comparisons": self.comparisons,
                "skipped": [{"path": p, "reason": r} for p, r in self.skipped],
-               "copies_of_training_songs": [{"path": p, "training_song": t} for p, t in self.copies]}
+               "copies_of_training_songs": [{"path": p, "training_song": t} for p, t in self.copies],
+               "notes": self.notes}
         if songs:
             out["songs"] = {s: {m: [r.to_dict() for r in rows] for m, rows in ms.items()}
                             for s, ms in self.songs.items()}

@@ -154,6 +154,20 @@ def paired_difference(y, pred_a, pred_b, score_a=None, score_b=None, *, metric: 
     return {"value": value, "low": lo, "high": hi, "n": int(len(y)), "verdict": verdict}
 
 
+def perfect_score_low(n_prog: int, n_nonprog: int, *, level: float = 0.95) -> float:
+    """How low a model's true balanced accuracy may be when it gets every one of these songs right.
+
+    A bootstrap of a perfect score is always 1.0, so it says nothing here. Each
+    class's recall gets its exact (Clopper-Pearson) one-sided lower bound for
+    ``n`` right of ``n``, ``((1 - level) / 2) ** (1 / n)``; the balanced
+    accuracy's bound is their mean. 4 + 4 songs give 0.40; 20 + 20 give 0.83.
+    """
+    if min(n_prog, n_nonprog) < 1:
+        return 0.0
+    alpha = (1.0 - level) / 2.0
+    return float((alpha ** (1.0 / n_prog) + alpha ** (1.0 / n_nonprog)) / 2.0)
+
+
 def format_interval(m: dict | None, digits: int = 3) -> str:
     """``0.840 [0.66, 0.97]`` for people (``–`` for a missing value; no brackets without an interval)."""
     if not m or m.get("value") is None:

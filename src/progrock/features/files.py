@@ -28,6 +28,7 @@ from progrock.errors import DecodeError, ProgrockError
 from progrock.features.cache import FeatureCache, FeatureStore
 from progrock.features.sets import Accumulator, FeatureConfig
 from progrock.parallel.engines import Engine, LocalEngine, file_outcome
+from progrock.paths import printable
 
 
 class _Branch:
@@ -230,7 +231,7 @@ def features_from_files(paths: Sequence[str | os.PathLike], stores: FeatureStore
     hashes = list(known_hashes) if known_hashes is not None else [""] * len(paths)
     dicts = [st.config.to_dict() for st in stores]
     root = os.path.abspath(stores[0].root)
-    args = [(str(p), os.path.abspath(p), h, root, dicts) for p, h in zip(paths, hashes)]
+    args = [(printable(p), os.path.abspath(p), h, root, dicts) for p, h in zip(paths, hashes)]
     engine = engine or LocalEngine(jobs)
     results: list[FeatureResult | None] = [None] * len(args)
     for i, res in engine.map_unordered(_job, args, on_error=lambda item, reason: FeatureResult(

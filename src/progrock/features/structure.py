@@ -706,10 +706,10 @@ def reprise(X: np.ndarray, *, section_starts: np.ndarray) -> float:
     float
     """
     X = np.asarray(X, dtype=np.float64)
-    bounds = np.append(np.asarray(section_starts, dtype=np.int64), len(X))
-    means = np.array([X[a:b].mean(axis=0) for a, b in zip(bounds[:-1], bounds[1:])])
+    spans = _spans(section_starts, len(X))
+    means = np.array([X[a:b].mean(axis=0) for a, b in spans])
     S = self_similarity(means)
-    lengths = np.diff(bounds).astype(np.float64)
+    lengths = np.diff(spans, axis=1)[:, 0].astype(np.float64)
     best = np.array([max(0.0, S[j, :j - 1].max()) if j >= 2 else 0.0 for j in range(len(means))])
     return float(np.sum(best * lengths) / max(np.sum(lengths), 1.0))
 
@@ -728,8 +728,13 @@ def section_loudness(level_db: np.ndarray, *, section_starts: np.ndarray) -> np.
     -------
     np.ndarray [shape=(n_sections,), dtype=float64]
     """
-    bounds = np.append(np.asarray(section_starts, dtype=np.int64), len(level_db))
-    return np.array([np.median(level_db[a:b]) for a, b in zip(bounds[:-1], bounds[1:])], dtype=np.float64)
+    return np.array([np.median(level_db[a:b]) for a, b in _spans(section_starts, len(level_db))], dtype=np.float64)
+
+
+def _spans(section_starts: np.ndarray, n: int) -> np.ndarray:
+    """``[n_sections, 2]`` first and past-the-end index of each section of ``n`` blocks or frames."""
+    bounds = np.append(np.asarray(section_starts, dtype=np.int64), n)
+    return np.stack([bounds[:-1], bounds[1:]], axis=1)
 
 
 def loudness_contrast(section_db: np.ndarray, *, section_seconds: np.ndarray, quiet_db: float = QUIET_DB
@@ -781,9 +786,9 @@ def timbre_variety(mfcc: np.ndarray, *, section_starts: np.ndarray) -> float:
     float
     """
     m = np.asarray(mfcc[1:], dtype=np.float64)
-    bounds = np.append(np.asarray(section_starts, dtype=np.int64), m.shape[1])
-    lengths = np.diff(bounds).astype(np.float64)
-    means = np.array([m[:, a:b].mean(axis=1) for a, b in zip(bounds[:-1], bounds[1:])])
+    spans = _spans(section_starts, m.shape[1])
+    lengths = np.diff(spans, axis=1)[:, 0].astype(np.float64)
+    means = np.array([m[:, a:b].mean(axis=1) for a, b in spans])
     centre = np.sum(means * lengths[:, None], axis=0) / lengths.sum()
     return float(np.sqrt(np.sum(lengths * np.sum((means - centre) ** 2, axis=1)) / lengths.sum()))
 

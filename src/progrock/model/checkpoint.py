@@ -39,7 +39,7 @@ import progrock
 from progrock.atomic import atomic_write_bytes, json_text, write_temporary
 from progrock.constants import CLASSES
 from progrock.data.snippets import SnippetConfig, SnippetSet
-from progrock.errors import ConfigError, ModelError, ProgrockError
+from progrock.errors import ConfigError, ModelError
 from progrock.features.sets import FeatureConfig
 from progrock.model.network import ModelConfig, SeedCNN, predict_proba
 

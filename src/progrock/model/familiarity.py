@@ -7,11 +7,16 @@ changes of its features (:func:`~progrock.features.summary.song_statistics`),
 and its Mahalanobis distance to the training songs' summaries is measured
 under a shrunk covariance (Ledoit-Wolf: many statistics, few songs).
 
-The cut-off is a high percentile (:data:`PERCENTILE`) of the training songs'
-own distances, each measured *out of fold* (to a covariance fitted without the
-song), so a new song from the same music is flagged about as rarely as that
-percentile says, not more often because the training songs sit closer to
-their own fit. A song beyond it is *unlike the training music*.
+The cut-off is a one-sided prediction bound (:data:`PERCENTILE`) for the
+distance of a new song from the same music, from the training songs' own
+distances, each measured *out of fold* (to a covariance fitted without the
+song), so the training songs' closeness to their own fit does not make the
+bound too tight. The bound is taken on the log distances (about normal for a
+Mahalanobis distance in many dimensions) with Student's t and the
+``sqrt(1 + 1/n)`` of a prediction interval: with a few dozen songs the
+empirical 99th percentile is just the largest distance, which a new song of
+the same music exceeds one time in ``n + 1``, not one in a hundred. A song
+beyond the cut-off is *unlike the training music*.
 """
 
 from __future__ import annotations
@@ -23,7 +28,10 @@ import numpy as np
 from progrock.errors import ConfigError, ModelError
 
 PERCENTILE = 99.0
-"""Percentile of the training songs' out-of-fold distances used as the cut-off."""
+"""A new song of the training music stays under the cut-off with this probability (in percent)."""
+
+MIN_SONGS = 10
+"""Fewest training songs the check can be fitted on (two per fold)."""
 
 FOLDS = 5
 """Folds for the training songs' out-of-fold distances."""
@@ -92,15 +100,35 @@ def _fit(X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def fit_familiarity(X: np.ndarray, *, seed: int = 0, percentile: float = PERCENTILE) -> Familiarity:
     """Fit the check on the training songs' summaries ``X [n_songs, d]``.
 
-    The cut-off is the ``percentile`` of the out-of-fold distances (:data:`FOLDS` folds).
+    The cut-off is :func:`prediction_bound` of the out-of-fold distances (:data:`FOLDS` folds).
     """
     X = np.asarray(X, dtype=np.float64)
-    if X.ndim != 2 or len(X) < 2 * FOLDS:
-        raise ConfigError(f"the familiarity check needs at least {2 * FOLDS} training songs, got {len(X)}")
+    if X.ndim != 2 or len(X) < MIN_SONGS:
+        raise ConfigError(f"the familiarity check needs at least {MIN_SONGS} training songs, got {len(X)}")
     folds = np.random.default_rng(seed).permutation(len(X)) % FOLDS
     oof = np.empty(len(X))
     for k in range(FOLDS):
         location, precision, scale = _fit(X[folds != k])
         oof[folds == k] = Familiarity(location, precision, scale, 0.0).distance(X[folds == k])
     location, precision, scale = _fit(X)
-    return Familiarity(location, precision, scale, float(np.percentile(oof, percentile)))
+    return Familiarity(location, precision, scale, prediction_bound(oof, percentile))
+
+
+def prediction_bound(distances: np.ndarray, percentile: float = PERCENTILE) -> float:
+    """The distance a new song of the same music stays under with probability ``percentile`` %.
+
+    A one-sided normal prediction bound on the log distances: ``exp(mean + t * sd * sqrt(1 + 1/n))``
+    with ``t`` Student's quantile for ``n - 1`` degrees of freedom.
+
+    Parameters
+    ----------
+    distances : np.ndarray [shape=(n,)]
+        The training songs' out-of-fold distances (positive), ``n >= 3``.
+    percentile : float
+    """
+    from scipy.stats import t as student
+
+    logs = np.log(np.maximum(np.asarray(distances, dtype=np.float64), 1e-12))
+    n = len(logs)
+    q = student.ppf(percentile / 100.0, n - 1)
+    return float(np.exp(logs.mean() + q * logs.std(ddof=1) * np.sqrt(1.0 + 1.0 / n)))

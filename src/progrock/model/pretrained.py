@@ -96,7 +96,6 @@ DEFAULT_THRESHOLD = 0.10
 """Song-mean "Progressive rock" probability at or above which the built-in run says prog (see above)."""
 
 
-
 def builtin_run() -> Run:
     """The run ``musicnn``: one model, no training data of progrock's, no familiarity check."""
     entry = ModelEntry("musicnn", TITLES["musicnn"], "mean", DEFAULT_THRESHOLD,

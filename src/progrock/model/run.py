@@ -332,8 +332,13 @@ def _explain(push: np.ndarray, values: np.ndarray, names: list[str], top: int = 
 
 
 def save_run(out_dir: str | os.PathLike, run: Run) -> Path:
-    """Write ``out_dir/model.json`` and ``out_dir/model.safetensors`` (both in full before either replaces
-    the old pair, so a failed write leaves the previous run loadable).
+    """Write ``out_dir/model.json`` and ``out_dir/model.safetensors``.
+
+    Both are written in full before either replaces the old pair, so a failed
+    write (a full disk) leaves the previous run loadable. The two renames are
+    not one step: a crash between them leaves weights that do not match the
+    description, which :func:`load_run` refuses by their hash (train again,
+    or with ``--resume``), never a mix it would load.
 
     Returns
     -------
@@ -378,8 +383,13 @@ def save_run(out_dir: str | os.PathLike, run: Run) -> Path:
     except BaseException:
         Path(tmp_weights).unlink(missing_ok=True)
         raise
-    os.replace(tmp_weights, out_dir / "model.safetensors")
-    os.replace(tmp_json, out_dir / "model.json")
+    try:
+        os.replace(tmp_weights, out_dir / "model.safetensors")
+        os.replace(tmp_json, out_dir / "model.json")
+    except OSError as exc:
+        for tmp in (tmp_weights, tmp_json):
+            Path(tmp).unlink(missing_ok=True)
+        raise ModelError(f"{out_dir}: cannot save the run ({exc.strerror or exc})") from exc
     return out_dir / "model.json"
 
 
@@ -405,6 +415,10 @@ def load_run(path: str | os.PathLike) -> Run:
                          f"(this progrock reads versions 1 and {FORMAT_VERSION})")
     try:
         return _run_from_description(json_path, meta)
+    except ModelError as exc:                 # every refusal names the file it comes from
+        if str(exc).startswith(str(json_path.parent)):
+            raise
+        raise ModelError(f"{json_path}: {exc}") from exc
     except (ConfigError, KeyError, TypeError, ValueError) as exc:
         raise ModelError(f"{json_path}: invalid model description ({exc})") from exc
 

@@ -1,7 +1,7 @@
 """Where the per-song work runs: local worker processes or a Dask cluster, behind one interface.
 
 An engine maps one module-level function over many picklable items and yields
-``(index, result)`` as each item ends. The callers (:func:`progrock.features.store.extract_many`,
+``(index, result)`` as each item ends. The callers (:func:`progrock.features.files.features_from_files`,
 :func:`progrock.predict.classify_files`) hand every engine the same function, so
 a song gives the same result wherever it runs.
 

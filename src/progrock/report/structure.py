@@ -6,9 +6,10 @@ Three lanes on one time axis, from :func:`progrock.features.structure.song_timel
 * key per analysis window, coloured round the circle of fifths (minor keys
   darker), a tick where the key settles on a new one;
 * tempo per window as a line (log scale, 60-240 BPM), over a background
-  that turns purple where the metre reads odd (the barcode's prog colour).
+  that turns amber where the metre reads odd (evidence, not the prog colour).
 
 Every stretch has a tooltip (``<title>``); no external assets.
+:func:`song_timelines` analyses many songs for a report.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ import html
 
 import numpy as np
 
-from progrock.report.barcode import colour
 
 _BPM_RANGE = (60.0, 240.0)
 
@@ -79,12 +79,20 @@ def _key_lane(tl: dict, x, y: float, h: float, duration: float) -> list[str]:
     return out
 
 
+def _odd_colour(odd: float) -> str:
+    """Odd-metre strength 0..1 as a fill from the page's grey to amber (not the prog scale: it is
+    evidence, not a verdict)."""
+    lo, hi = np.array([0xf1, 0xf3, 0xf5]), np.array([0xf0, 0x8c, 0x00])
+    r, g, b = (lo + float(np.clip(odd, 0.0, 1.0)) * (hi - lo)).round().astype(int)
+    return f"#{r:02x}{g:02x}{b:02x}"
+
+
 def _tempo_lane(tl: dict, x, y: float, h: float, duration: float) -> list[str]:
     out, points = [], []
     lo, hi = np.log2(_BPM_RANGE[0]), np.log2(_BPM_RANGE[1])
     spans = window_spans(tl["tempo_times"], duration)
     for (a, b), t, bpm, odd in zip(spans, tl["tempo_times"], tl["tempo_bpm"], tl["odd_metre"]):
-        out.append(_rect(x(a), x(b), y, h, colour(odd),
+        out.append(_rect(x(a), x(b), y, h, _odd_colour(odd),
                          f"{_clock(a)}–{_clock(b)}  {bpm:.0f} BPM, odd metre {odd:.2f}"))
         v = float(np.clip((np.log2(max(bpm, 1e-6)) - lo) / (hi - lo), 0.0, 1.0))
         points.append(f"{x(t):.1f},{y + h - v * h:.1f}")
@@ -127,3 +135,30 @@ def structure_svg(timeline: dict, *, width: int = 260, lane_height: int = 7) -> 
     parts += _tempo_lane(timeline, x, 2 * (lane_height + gap), lane_height, duration)
     parts.append("</svg>")
     return "".join(parts)
+
+
+def song_timelines(features: dict[str, np.ndarray], *, frame_rate: float) -> dict[str, dict]:
+    """The timeline of each song, for :func:`structure_svg`; a song the analysis refuses is left out.
+
+    Parameters
+    ----------
+    features : dict
+        Song name -> its ``seed43`` matrix ``np.ndarray [shape=(43, n_frames)]``.
+    frame_rate : float
+        Frames per second of the matrices.
+
+    Returns
+    -------
+    dict
+        Song name -> :func:`progrock.features.structure.song_timeline`.
+    """
+    from progrock.errors import ProgrockError
+    from progrock.features.structure import song_timeline
+
+    out = {}
+    for name, x in features.items():
+        try:
+            out[name] = song_timeline(x, frame_rate=frame_rate)
+        except (ProgrockError, ValueError):
+            continue
+    return out

@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 
 from progrock.errors import ProgrockError
+from progrock.paths import file_of, printable
 
 COLUMNS = ("path", "verdict", "probability", "vote_fraction", "n_snippets", "duration", "model",
            "snippet_probs")
@@ -21,8 +22,10 @@ COLUMNS = ("path", "verdict", "probability", "vote_fraction", "n_snippets", "dur
 
 
 def row_of(path: str, result) -> list:
-    """A :class:`~progrock.evaluation.verdict.SongResult` as a table row."""
-    return [path, result.verdict, result.probability, result.vote_fraction, result.n_snippets, result.duration,
+    """A :class:`~progrock.evaluation.verdict.SongResult` as a table row (the path printable:
+    :func:`progrock.paths.printable`)."""
+    votes = "" if result.vote_fraction is None else result.vote_fraction      # song-level models: no vote
+    return [printable(path), result.verdict, result.probability, votes, result.n_snippets, result.duration,
             result.model, " ".join(f"{p:.3f}" for p in result.snippet_probs)]
 
 
@@ -34,8 +37,8 @@ def write_header(fh) -> csv.writer:
 
 
 def song_key(path: str | os.PathLike) -> str:
-    """What identifies a song across runs: its absolute path."""
-    return os.path.abspath(os.fspath(path))
+    """What identifies a song across runs: its absolute path, printable (as the table holds it)."""
+    return printable(os.path.abspath(file_of(os.fspath(path))))
 
 
 class VerdictTable:

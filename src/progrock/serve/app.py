@@ -76,7 +76,7 @@ probabilities. The cap is for memory and CPU, not for correctness.
 
 PAGE_HEADERS = {
     # The page loads nothing from anywhere but this server.
-    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; object-src 'none'; "
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; media-src 'self' blob:; object-src 'none'; "
                                "base-uri 'none'; frame-ancestors 'none'; form-action 'self'",
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",

@@ -45,9 +45,12 @@ def display_name(raw: str | None) -> str:
 
     ``"../../etc/passwd"`` gives ``"passwd"``, ``"C:\\\\music\\\\a.mp3"`` gives
     ``"a.mp3"``; NUL and other control characters are dropped; an empty,
-    ``"."`` or ``".."`` name gives ``"upload"``.
+    ``"."`` or ``".."`` name gives ``"upload"``. A browser sends ``"`` as
+    ``%22`` and line breaks as ``%0D``/``%0A`` (the HTML form-data encoding);
+    they are turned back, so ``Yes, "Roundabout".flac`` keeps its name.
     """
-    name = (raw or "").replace("\\", "/").rsplit("/", 1)[-1]
+    name = (raw or "").replace("%22", '"').replace("%0D", "\r").replace("%0A", "\n")
+    name = name.replace("\\", "/").rsplit("/", 1)[-1]
     name = "".join(ch for ch in name if unicodedata.category(ch)[0] != "C").strip()
     if name in ("", ".", ".."):
         return "upload"

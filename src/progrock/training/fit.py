@@ -21,7 +21,9 @@
 
 Every threshold is chosen on the validation songs (the song balanced
 accuracy's maximiser nearest 0.5), never on a test song; the default model is
-the one with the best validation song balanced accuracy.
+the one with the best song balanced accuracy on the validation songs pooled
+with the training songs' out-of-fold verdicts (validation alone where a model
+has none).
 """
 
 from __future__ import annotations
@@ -34,8 +36,8 @@ import numpy as np
 
 from progrock.constants import CLASSES
 from progrock.data.dataset import SongFeatures
-from progrock.data.snippets import SnippetConfig, SnippetSet, SongFrames
-from progrock.errors import DatasetError
+from progrock.data.snippets import SnippetConfig, SnippetSet, SongFrames, usable_frames
+from progrock.errors import DatasetError, SnippetError
 from progrock.evaluation.metrics import balanced_accuracy_at, choose_threshold
 from progrock.evaluation.verdict import song_vote_scores
 from progrock.features.sets import FeatureConfig
@@ -132,12 +134,25 @@ def needs(plan: FitPlan) -> list[FeatureConfig]:
     return [FeatureConfig.named(s) for s in sets]
 
 
-def _songs(data: SongFeatures, split: str) -> tuple[Songs, np.ndarray]:
-    """The songs of one split as a :class:`Songs` batch, and their labels (0/1)."""
-    idx = [i for i, s in enumerate(data.songs) if s.split == split and s.label in CLASSES]
+def _songs(data: SongFeatures, split: str, config: SnippetConfig) -> tuple[Songs, np.ndarray]:
+    """The songs of one split as a :class:`Songs` batch, and their labels (0/1).
+
+    A song too short for a snippet is left out, as :meth:`Run.judge` leaves it
+    out: every model learns from the songs every model can judge.
+    """
+    idx = [i for i, s in enumerate(data.songs) if s.split == split and s.label in CLASSES
+           and _gives_snippets(s.path, data.features["seed43"][i], config)]
     songs = Songs([data.songs[i].path for i in idx], {k: [v[i] for i in idx] for k, v in data.features.items()},
                   [data.songs[i].duration for i in idx], [data.songs[i].label for i in idx])
     return songs, np.array([CLASSES.index(data.songs[i].label) for i in idx], dtype=np.int64)
+
+
+def _gives_snippets(name: str, x: np.ndarray, config: SnippetConfig) -> bool:
+    try:
+        usable_frames(x, length=config.length, min_frames=config.min_frames, name=name, frame_rate=config.frame_rate)
+    except SnippetError:
+        return False
+    return True
 
 
 def _threshold(y: np.ndarray, scores: np.ndarray) -> float:
@@ -168,12 +183,17 @@ def fit_run(data: SongFeatures, run_dir: Path, plan: FitPlan, *, log: Callable[[
     Run
         Not yet saved (:func:`progrock.model.run.save_run`).
     """
-    train, y_train = _songs(data, "train")
-    val, y_val = _songs(data, "validation")
+    train, y_train = _songs(data, "train", plan.snippet_config)
+    val, y_val = _songs(data, "validation", plan.snippet_config)
     for name, y in (("train", y_train), ("validation", y_val)):
         if len(np.unique(y)) < 2:
             raise DatasetError(f"the {name} split needs prog and nonprog songs")
+    fewest = int(np.bincount(y_train, minlength=2).min())
+    if plan.recipe == "default" and plan.folds > fewest:     # every fold must leave both classes to train on
+        plan = replace(plan, folds=fewest if fewest >= 2 else 1)
+        log(f"the smaller class has {fewest} training song(s): {plan.folds} fold(s) for the CNN's members")
     models = [m for m in MODELS if m in plan.models and (not m.startswith("musicnn") or "musicnn" in data.features)]
+    groups = _groups(data, train.names)
     configs = {"seed43": FeatureConfig.named("seed43")} | (
         {"musicnn": FeatureConfig.named("musicnn")} if "musicnn" in data.features else {})
     run = Run({}, "cnn", configs, plan.snippet_config, description=dict(description or {}))
@@ -184,19 +204,25 @@ def fit_run(data: SongFeatures, run_dir: Path, plan: FitPlan, *, log: Callable[[
     inputs: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for name in ("logreg", "extratrees"):
         if name in models:
-            inputs[name] = _fit_classical(run, name, "song_statistics", train, y_train, val, y_val, plan)
+            inputs[name] = _fit_classical(run, name, "song_statistics", train, y_train, val, y_val, plan,
+                                          groups=groups)
     if "structure" in models:
-        inputs["structure"] = _fit_structure(run, train, y_train, val, y_val, plan, oof)
+        inputs["structure"] = _fit_structure(run, train, y_train, val, y_val, plan, oof, groups=groups)
     if "musicnn" in models or "musicnn_head" in models:
         from progrock.model.pretrained import fit_musicnn_models
 
         fit_musicnn_models(run, [m for m in models if m.startswith("musicnn")], train, y_train, val, y_val,
                            seed=plan.train_config.seed)
     from progrock.features.summary import song_statistics
+    from progrock.model.familiarity import MIN_SONGS
 
-    run.familiarity = fit_familiarity(np.stack([song_statistics(x) for x in train.features["seed43"]]),
-                                      seed=plan.train_config.seed)
-    train_oof = _training_out_of_fold(run, train, y_train, oof, inputs, plan) if oof else {}
+    if len(train.names) >= MIN_SONGS:
+        run.familiarity = fit_familiarity(np.stack([song_statistics(x) for x in train.features["seed43"]]),
+                                          seed=plan.train_config.seed)
+    else:                                   # said to the user by workflow.split_warnings
+        log(f"no familiarity check: {len(train.names)} training songs (it needs {MIN_SONGS})")
+    train_oof = (_training_out_of_fold(run, train, y_train, oof, inputs, plan, groups=groups)
+                 if oof else {})
     run.default_model, run.description["validation"] = _choose_default(run, val, y_val, train_oof, y_train)
     return run
 
@@ -212,7 +238,7 @@ def _fit_cnn(run: Run, data: SongFeatures, plan: FitPlan, run_dir: Path, *, log,
     train, validation = sets["train"], sets["validation"]
     tc = plan.cnn_config()
     folds = plan.folds if plan.recipe == "default" else 1
-    fold_of = _song_folds(train.frames.labels, folds, seed=tc.seed)
+    fold_of = _song_folds(train.frames.labels, folds, seed=tc.seed, groups=_groups(data, train.frames.songs))
     oof: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     fc = FeatureConfig.named("seed43")
     for k in range(folds):
@@ -226,6 +252,9 @@ def _fit_cnn(run: Run, data: SongFeatures, plan: FitPlan, run_dir: Path, *, log,
                              log_dir=run_dir / "tensorboard" / f"cnn-{k + 1}",
                              feature_config=fc, snippet_config=c, log=log, progress=progress, resume=resume)
         run.networks.append(result.model.eval())
+        run.description.setdefault("cnn_members", []).append(
+            {"member": k + 1, "songs": len(songs.songs), "best_epoch": result.best_epoch,
+             "epochs_run": len(result.history), "stopped_early": result.stopped_early})
         if folds > 1:
             held = SnippetSet.place(_frames_subset(train.frames, ~keep), c, by_class=False)
             probs = Run({}, "", {}, c, [result.model]).snippet_probabilities(held)
@@ -234,14 +263,30 @@ def _fit_cnn(run: Run, data: SongFeatures, plan: FitPlan, run_dir: Path, *, log,
     return oof or None
 
 
-def _song_folds(labels: np.ndarray, folds: int, *, seed: int) -> np.ndarray:
-    """A fold per song, stratified by label (copies of a recording are already one song's split)."""
+def _groups(data: SongFeatures, names: list[str]) -> np.ndarray:
+    """The copy group of each named song [n] (copies of one recording share one); a song without a
+    known group (a manifest that was not scanned) is a group of its own."""
+    group_of = {s.path: s.group for s in data.songs}
+    groups = np.array([group_of.get(n, -1) for n in names], dtype=np.int64)
+    alone = groups < 0
+    groups[alone] = -1 - np.arange(int(alone.sum()))
+    return groups
+
+
+def _song_folds(labels: np.ndarray, folds: int, *, seed: int, groups: np.ndarray | None = None) -> np.ndarray:
+    """A fold per song, stratified by label; copies of one recording (one ``groups`` value) in one fold,
+    so an out-of-fold verdict never comes from a fit that heard a copy of the song."""
     labels = np.asarray(labels)
+    groups = np.arange(len(labels)) if groups is None else np.asarray(groups)
     fold = np.zeros(len(labels), dtype=np.int64)
     rng = np.random.default_rng(seed)
     for label in np.unique(labels):
-        idx = rng.permutation(np.flatnonzero(labels == label))
-        fold[idx] = np.arange(len(idx)) % max(folds, 1)
+        members = np.flatnonzero(labels == label)
+        order = rng.permutation(np.unique(groups[members]))
+        rank = {g: k % max(folds, 1) for k, g in enumerate(order)}
+        fold[members] = [rank[g] for g in groups[members]]
+    for g in np.unique(groups):             # a recording labelled both ways: its first song's fold
+        fold[groups == g] = fold[groups == g][0]
     return fold
 
 
@@ -279,7 +324,7 @@ def _cnn_entries(run: Run, val: Songs, y_val: np.ndarray, models: list[str], pla
     mean = np.bincount(snippets.song, weights=probs) / np.bincount(snippets.song)
     y = frames.labels
     rule = "chosen on the validation songs: the balanced accuracy's maximiser nearest 0.5"
-    if oof is not None and plan.thresholds == "pooled":
+    if oof is not None and plan.thresholds == "pooled" and all(n in oof for n in train.names):
         held = [oof[n][1] for n in train.names]
         vote = np.concatenate([vote, [song_vote_scores(p, np.zeros(len(p), np.int64), 1)[0] for p in held]])
         mean = np.concatenate([mean, [p.mean() for p in held]])
@@ -294,8 +339,8 @@ def _cnn_entries(run: Run, val: Songs, y_val: np.ndarray, models: list[str], pla
 
 
 def _fit_classical(run: Run, name: str, input_name: str, train: Songs, y_train, val: Songs, y_val,
-                   plan: FitPlan, cnn: dict | None = None, val_cnn: dict | None = None
-                   ) -> tuple[np.ndarray, np.ndarray]:
+                   plan: FitPlan, cnn: dict | None = None, val_cnn: dict | None = None, *,
+                   groups: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Fit a classical model on the training songs' input, its threshold on validation (and the
     training songs' out-of-fold probabilities when pooled); the training input and those probabilities.
 
@@ -316,7 +361,7 @@ def _fit_classical(run: Run, name: str, input_name: str, train: Songs, y_train, 
     seed = plan.train_config.seed
     kind = "forest" if name == "extratrees" else "logistic"
     X_train = X(train, cnn)
-    folds = _song_folds(y_train, plan.folds, seed=seed)
+    folds = _song_folds(y_train, plan.folds, seed=seed, groups=groups)
     C = plan.logistic_C
     if kind == "logistic" and C is None:
         C = classical.choose_C(X_train, y_train, folds, Cs=LOGISTIC_CS, seed=seed)
@@ -345,8 +390,8 @@ def _fit_kind(kind: str, X: np.ndarray, y: np.ndarray, *, seed: int, C: float | 
     return classical.fit_logistic(X, y, seed=seed, C=0.1 if C is None else C, sample_weight=sample_weight)
 
 
-def _fit_structure(run: Run, train: Songs, y_train, val: Songs, y_val, plan: FitPlan, oof: dict | None
-                   ) -> tuple[np.ndarray, np.ndarray]:
+def _fit_structure(run: Run, train: Songs, y_train, val: Songs, y_val, plan: FitPlan, oof: dict | None, *,
+                   groups: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The structure model: the training songs' CNN probabilities out of fold; without them (the
     seed recipe) the CNN's part is left out rather than taken from a network that learnt the songs."""
     c = run.snippet_config
@@ -356,15 +401,18 @@ def _fit_structure(run: Run, train: Songs, y_train, val: Songs, y_val, plan: Fit
 
         n = len(DESCRIPTOR_NAMES)
         zero = {k: (np.zeros(0), np.zeros(0)) for k in set(train.names) | set(val.names)}
-        out = _fit_classical(run, "structure", STRUCTURE_INPUT, train, y_train, val, y_val, plan, zero, zero)
+        out = _fit_classical(run, "structure", STRUCTURE_INPUT, train, y_train, val, y_val, plan, zero, zero,
+                             groups=groups)
         run.entries["structure"].title = "Song structure (logistic; descriptors only, no out-of-fold CNN)"
         run.classical["structure"].arrays["coef"][n:] = 0.0
         return out
-    return _fit_classical(run, "structure", STRUCTURE_INPUT, train, y_train, val, y_val, plan, oof, val_cnn)
+    return _fit_classical(run, "structure", STRUCTURE_INPUT, train, y_train, val, y_val, plan, oof, val_cnn,
+                          groups=groups)
 
 
 def _training_out_of_fold(run: Run, train: Songs, y_train: np.ndarray, oof: dict,
-                          inputs: dict[str, tuple[np.ndarray, np.ndarray]], plan: FitPlan) -> dict[str, np.ndarray]:
+                          inputs: dict[str, tuple[np.ndarray, np.ndarray]], plan: FitPlan, *,
+                          groups: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Each model's verdicts (0/1) on the training songs from fits that never saw the song.
 
     The CNN's come from its fold members; a classical model's from its refits
@@ -372,10 +420,12 @@ def _training_out_of_fold(run: Run, train: Songs, y_train: np.ndarray, oof: dict
     threshold. With the validation songs they choose the default model on more
     songs than validation alone holds.
     """
-    folds = _song_folds(y_train, plan.folds, seed=plan.train_config.seed)
+    folds = _song_folds(y_train, plan.folds, seed=plan.train_config.seed, groups=groups)
     out: dict[str, np.ndarray] = {}
     for name, entry in run.entries.items():
         if entry.kind == "cnn":
+            if not all(n in oof for n in train.names):        # a song too short for a snippet: no pooled choice
+                continue
             probs = [oof[n][1] for n in train.names]
             score = (np.array([np.mean(p >= entry.threshold) for p in probs]) >= 0.5 if entry.rule == "vote"
                      else np.array([p.mean() for p in probs]) >= entry.threshold)

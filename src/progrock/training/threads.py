@@ -16,7 +16,6 @@ single-threaded and the caller combines the parts in their order.
 
 from __future__ import annotations
 
-import os
 from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Callable, TypeVar
 
