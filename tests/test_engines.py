@@ -6,8 +6,14 @@ below do exactly that to their own process for one chosen item; the engine
 must report that item with the signal or exit code, give every other item its
 correct result (in order for ``map_ordered``), and leave no process behind.
 Through the real ``predict`` and ``scan`` commands, a worker dies while
-decoding one chosen song: the decoder function is wrapped (in the test process,
-so the forked workers inherit it) to kill its process on that file only.
+decoding one chosen song: the command runs as ``python -m progrock`` with a
+``sitecustomize`` that wraps the decoding function, in every process of the
+command (the workers come from a fork server, not from the test process), to
+kill its process on that file only.
+
+Workers are not forked from the caller: a lock another thread of the caller
+holds when the workers start is free in the workers (with plain ``fork`` the
+worker would wait for it forever).
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -158,27 +165,47 @@ def songs(demo_corpus):
     return prog + nonprog
 
 
-def _killing(real, victim: str, death):
-    """``real`` for every file but ``victim``, whose decoding kills its process."""
-    def decode(path, *args, **kwargs):
-        if Path(path).name == victim:
-            death()
-        return real(path, *args, **kwargs)
-    return decode
+KILLS = {"sigkill": "os.kill(os.getpid(), signal.SIGKILL)",
+         "segfault": "faulthandler.disable(); ctypes.string_at(0)"}
 
 
-def test_predict_goes_on_when_a_worker_dies_on_one_song(songs, tiny_run, tmp_path, monkeypatch, capsys):
-    import progrock.predict
+def _killing(tmp_path: Path, target: str, victim: str, death: str) -> dict[str, str]:
+    """The environment of a ``python -m progrock`` whose processes die when ``target``
+    (``module:function``, called with a path first) is called on the file named ``victim``."""
+    from conftest import SOURCE
 
+    module, function = target.split(":")
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(f"""\
+import ctypes, faulthandler, importlib, os, signal
+from pathlib import Path
+
+_module = importlib.import_module({module!r})
+_real = _module.{function}
+
+
+def _dying(path, *args, **kwargs):
+    if Path(path).name == {victim!r}:
+        {KILLS[death]}
+    return _real(path, *args, **kwargs)
+
+
+_module.{function} = _dying
+""")
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(hook), SOURCE])}
+
+
+def test_predict_goes_on_when_a_worker_dies_on_one_song(songs, tiny_run, tmp_path):
     folder = tmp_path / "songs"
     folder.mkdir()
     for p in songs:
         shutil.copy(p, folder / f"{p.parent.name}_{p.name}")
     shutil.copy(songs[0], folder / "killer.ogg")
-    monkeypatch.setattr(progrock.predict, "features_of_sets",
-                        _killing(progrock.predict.features_of_sets, "killer.ogg", _die_by_sigkill))
-    status = main(["predict", str(tiny_run.run_dir), str(folder), "--json", "--jobs", "2"])
-    out, err = capsys.readouterr()
+    proc = subprocess.run([sys.executable, "-m", "progrock", "predict", str(tiny_run.run_dir), str(folder),
+                           "--json", "--jobs", "2"], capture_output=True, text=True, timeout=600,
+                          env=_killing(tmp_path, "progrock.predict:features_of_sets", "killer.ogg", "sigkill"))
+    status, out, err = proc.returncode, proc.stdout, proc.stderr
     assert status == 1, err
     got = {Path(d["path"]).name: d for d in map(json.loads, out.splitlines())}
     assert len(got) == len(songs) and "killer.ogg" not in got
@@ -190,8 +217,7 @@ def test_predict_goes_on_when_a_worker_dies_on_one_song(songs, tiny_run, tmp_pat
     assert "Traceback" not in err and "BrokenProcessPool" not in err
 
 
-def test_scan_writes_its_manifest_when_a_worker_dies_on_one_song(songs, tmp_path, monkeypatch, capsys):
-    import progrock.data.manifest as manifest_module
+def test_scan_writes_its_manifest_when_a_worker_dies_on_one_song(songs, tmp_path, capsys):
     from progrock.data.manifest import read_manifest
 
     folder = tmp_path / "library"
@@ -203,10 +229,10 @@ def test_scan_writes_its_manifest_when_a_worker_dies_on_one_song(songs, tmp_path
     clean = {s.path: s for s in read_manifest(folder / "clean.csv").songs}
     capsys.readouterr()
 
-    monkeypatch.setattr(manifest_module, "stream_decode", _killing(manifest_module.stream_decode, "crasher.ogg",
-                                                            _die_by_segfault))
-    status = main(["scan", str(folder), "--out", str(folder / "manifest.csv"), "--jobs", "2"])
-    err = capsys.readouterr().err
+    proc = subprocess.run([sys.executable, "-m", "progrock", "scan", str(folder), "--out",
+                           str(folder / "manifest.csv"), "--jobs", "2"], capture_output=True, text=True, timeout=600,
+                          env=_killing(tmp_path, "progrock.data.manifest:stream_decode", "crasher.ogg", "segfault"))
+    status, err = proc.returncode, proc.stderr
     assert status == 1, err
     assert "Traceback" not in err and "prog/crasher.ogg: worker died while processing (signal 11, SIGSEGV)" in err
     got = {s.path: s for s in read_manifest(folder / "manifest.csv").songs}
@@ -235,3 +261,37 @@ def test_jobs_beyond_the_cores_are_capped_and_said_once_on_stderr(songs, tmp_pat
 def test_items_of_any_value_none_included_are_items():
     with LocalEngine(2) as engine:
         assert list(engine.map_ordered(repr, [None, (), 0, "", None])) == ["None", "()", "0", "''", "None"]
+
+
+# ---------------------------------------------------------------------------------------------
+# a caller with other threads
+
+
+_HELD = threading.Lock()
+"""Held by a thread of the test process while workers start (a worker has its own, free)."""
+
+
+def _take_the_lock(_item) -> bool:
+    took = _HELD.acquire(timeout=20)   # with fork, the copy stays locked: False after 20 s, not a hang
+    if took:
+        _HELD.release()
+    return took
+
+
+def test_a_lock_held_by_another_thread_of_the_caller_does_not_block_the_workers():
+    held, release = threading.Event(), threading.Event()
+
+    def holder():
+        with _HELD:
+            held.set()
+            release.wait(60)
+
+    t = threading.Thread(target=holder)
+    t.start()
+    try:
+        held.wait(10)
+        with LocalEngine(2) as engine:
+            assert list(engine.map_ordered(_take_the_lock, range(4))) == [True] * 4
+    finally:
+        release.set()
+        t.join()

@@ -125,7 +125,7 @@ def _run_ref(run: Run) -> tuple[str, str] | Run:
     if run.path is None:
         return run
     ref = (str(Path(run.path).resolve()), _weights_sha256(run))
-    _RUNS[ref] = run  # this process (and forked workers) need not load it again
+    _RUNS[ref] = run  # this process need not load it again (a worker loads it once)
     return ref
 
 

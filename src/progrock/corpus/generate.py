@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +20,7 @@ from progrock.audio import FORMATS, write_audio
 from progrock.constants import SR
 from progrock.corpus.song import SongPlan, plan_song, synthesize_song
 from progrock.errors import ProgrockError
+from progrock.parallel.engines import LocalEngine
 
 DEFAULT_FORMATS: tuple[str, ...] = ("mp3", "flac", "ogg", "opus", "wav", "aiff", "m4a")
 """Formats cycled over the songs, by song index (hence independent of the label)."""
@@ -99,8 +99,9 @@ def plan_corpus(*, n_songs: int = 60, seed: int = 0, difficulty: float = 0.3,
     return entries
 
 
-def _render_one(plan: dict, path: str, tags: dict, sr: int) -> dict:
-    """Render and write one song (runs in a worker process when ``jobs > 1``)."""
+def _render_one(task: tuple[dict, str, dict, int]) -> dict:
+    """Render and write one song, ``task = (plan, path, tags, sr)`` (in a worker process when ``jobs > 1``)."""
+    plan, path, tags, sr = task
     y = synthesize_song(SongPlan.from_dict(plan), sr=sr)
     write_audio(path, y, sr, tags=tags)
     rms = float(np.sqrt(np.mean(y.astype(np.float64) ** 2)))
@@ -170,19 +171,8 @@ def generate_corpus(out_dir: str | os.PathLike, *, n_songs: int = 60, seed: int 
         e["plan"] = e["plan"].to_dict()
         e["path"] = str((out / e["file"]).resolve())
     tasks = [(e["plan"], e["path"], e["tags"], SR) for e in entries]
-    results: dict[int, dict] = {}
-    if jobs <= 1:
-        for i, task in enumerate(tasks):
-            results[i] = _render_one(*task)
-            if progress:
-                progress(1)
-    else:
-        with ProcessPoolExecutor(max_workers=int(jobs)) as pool:
-            futures = {pool.submit(_render_one, *task): i for i, task in enumerate(tasks)}
-            for fut in as_completed(futures):
-                results[futures[fut]] = fut.result()
-                if progress:
-                    progress(1)
+    with LocalEngine(jobs) as engine:
+        results = dict(engine.map_unordered(_render_one, tasks, progress=progress))
     songs = []
     for e in entries:
         r = results[e["index"]]

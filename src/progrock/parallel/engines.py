@@ -161,7 +161,7 @@ def _done(result: Callable[[], Any], item: Any, on_error: OnError | None, progre
 
 
 class LocalEngine(Engine):
-    """``jobs`` worker processes on this machine (forked: imports made here are inherited).
+    """``jobs`` worker processes on this machine, started by a fork server.
 
     Each worker runs one item at a time and the engine knows which, so a worker
     that dies (killed by the out-of-memory killer, a decoder that crashes)
@@ -172,6 +172,13 @@ class LocalEngine(Engine):
     would crash the next worker too.
 
     Workers are daemonic processes: a job cannot start processes of its own.
+    They are forked from a server process started once (``forkserver``), not
+    from this process: forking a process that runs other threads (PyTorch's
+    and FFmpeg's, a web server's, a progress display's) copies locks those
+    threads hold, and a worker that needs one waits forever. The server has
+    the job modules imported already; each worker takes this process's
+    environment variables and working folder when it starts. What a worker
+    sees of this process is only its job function (by name) and its items.
 
     Parameters
     ----------
@@ -205,7 +212,10 @@ class LocalEngine(Engine):
 # pending item), so the engine runs its own: one pipe per worker, one item at a
 # time per worker, the worker's process sentinel watched beside its pipe.
 
-_FORK = multiprocessing.get_context("fork")
+_CONTEXT = multiprocessing.get_context("forkserver")
+_CONTEXT.set_forkserver_preload(["progrock.features.files", "progrock.data.manifest", "progrock.predict",
+                                 "progrock.cv", "progrock.corpus.generate"])
+"""Workers come from a fork server with the job modules imported (a worker then imports nothing)."""
 
 
 class _RemoteTraceback(Exception):
@@ -215,10 +225,18 @@ class _RemoteTraceback(Exception):
         return self.args[0]
 
 
-def _serve(fn: Callable, conn, inherited: list) -> None:
-    """A worker's loop: receive ``(item,)``, send ``(True, fn(item))`` or ``(False, exception)``; ``()`` ends it."""
-    for other in inherited:  # pipe ends of the parent, copied by fork: closed so EOF reaches everyone
-        other.close()
+def _serve(fn: Callable, conn, environ: dict[str, str], cwd: str) -> None:
+    """A worker's loop: receive ``(item,)``, send ``(True, fn(item))`` or ``(False, exception)``; ``()`` ends it.
+
+    First the worker takes the parent's environment and working folder as they
+    are now (the fork server has them as they were when it started).
+    """
+    os.environ.clear()
+    os.environ.update(environ)
+    try:
+        os.chdir(cwd)
+    except OSError:  # the folder is gone: only relative paths are affected, and they fail by name
+        pass
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     while True:
         try:
@@ -252,11 +270,10 @@ def _sendable(exc: Exception) -> Exception:
 class _Worker:
     """A worker process, the parent's end of its pipe and the index of the item it holds."""
 
-    def __init__(self, fn: Callable, others: list["_Worker"]):
-        self.conn, child = _FORK.Pipe()
-        inherited = [self.conn] + [w.conn for w in others]
-        self.process = _FORK.Process(target=_serve, args=(fn, child, inherited), daemon=True,
-                                     name="progrock-worker")
+    def __init__(self, fn: Callable):
+        self.conn, child = _CONTEXT.Pipe()
+        self.process = _CONTEXT.Process(target=_serve, args=(fn, child, dict(os.environ), os.getcwd()),
+                                        daemon=True, name="progrock-worker")
         self.process.start()
         child.close()
         self.index: int | None = None
@@ -319,7 +336,7 @@ def _run_pool(fn: Callable, items: list, n_workers: int) -> Iterator[tuple[int, 
         if w is None or not w.give(i, items[i]):
             if w is not None:  # it died while idle
                 retire(w)
-            w = _Worker(fn, workers)
+            w = _Worker(fn)
             workers.append(w)
             w.give(i, items[i])  # should this one die too, its death is reported for item i
 
