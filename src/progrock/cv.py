@@ -195,11 +195,13 @@ def cross_validate(source: str | os.PathLike, out_dir: str | os.PathLike, *, cac
                       1 if jobs > 1 else None, str(manifest.root)))
     engine = LocalEngine(min(jobs, max(1, len(tasks))))
     done = folds * repeats - len(tasks)
+    if hooks.fold:
+        hooks.fold(done, folds * repeats)
     for _i, _summary in engine.map_unordered(_fold_job, tasks):
         done += 1
         hooks.log(f"fold {done} of {folds * repeats} done")
-        if hooks.epoch:
-            hooks.epoch(done, {"fold": done})
+        if hooks.fold:
+            hooks.fold(done, folds * repeats)
     evaluation = collect(out_dir, folds=folds, repeats=repeats, seed=seed)
     atomic_write_json(out_dir / "cv.json", {"config": config, **evaluation.to_dict(songs=False)})
     from progrock.report.html import write_report

@@ -58,7 +58,8 @@ def _quiet(_: str) -> None:
 @dataclass
 class Hooks:
     """Callbacks for progress: ``log(line)``, ``warn(line)``, counters per stage, ``epoch(epoch, record)``,
-    ``member(k, n)`` when the k-th of n CNN members starts training."""
+    ``member(k, n)`` when the k-th of n CNN members starts training, ``fold(done, total)`` when a
+    cross-validation fold ends."""
 
     log: Log = _quiet
     warn: Log = _quiet
@@ -70,6 +71,7 @@ class Hooks:
     scan_total: Callable[[int], None] | None = None
     corpus: Callable[[int], None] | None = None
     corpus_total: Callable[[int], None] | None = None
+    fold: Callable[[int, int], None] | None = None
 
 
 # ---------------------------------------------------------------------------------------------

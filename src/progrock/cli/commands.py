@@ -164,7 +164,7 @@ def run_hooks(epochs: int | None = None):
             scan=m.counter("decoding"), scan_total=lambda n: m.update("decoding", total=n),
             features=lambda _res: m.update("features", advance=1),
             features_total=lambda n: m.update("features", 0, total=n),
-            epoch=on_epoch, member=on_member)
+            epoch=on_epoch, member=on_member, fold=lambda done, n: m.update("folds", done, total=n))
 
 
 def _plan(recipe: str, models: str | None, folds: int, epochs: int, batch_size: int, lr: float, seed: int,

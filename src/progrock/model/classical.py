@@ -122,7 +122,12 @@ def fit_logistic(X: np.ndarray, y: np.ndarray, *, C: float = 0.1, seed: int = 0,
     from sklearn.preprocessing import StandardScaler
 
     X, y = _check_xy(X, y)
-    scaler = StandardScaler().fit(X, sample_weight=sample_weight)
+    with np.errstate(invalid="ignore"):
+        # a constant column (a musicnn unit that never fires) can get a weighted variance of -1e-17:
+        # its sqrt warns, and scikit-learn then gives the column scale 1 as it does any constant column
+        scaler = StandardScaler().fit(X, sample_weight=sample_weight)
+    if not np.all(np.isfinite(scaler.scale_)):
+        raise ConfigError("standardisation gave a non-finite scale")
     clf = LogisticRegression(C=C, class_weight="balanced", max_iter=5000, random_state=seed)
     clf.fit(scaler.transform(X), y, sample_weight=sample_weight)
     sign = 1.0 if list(clf.classes_) == [0, 1] else -1.0
