@@ -68,3 +68,16 @@ def test_corpus_refuses_to_mix_into_an_existing_corpus(tmp_path, capsys):
     assert main(args + ["--songs", "3", "--overwrite"]) == 0
     songs = [p for p in corpus.rglob("*") if p.parent.name in ("prog", "nonprog")]
     assert len(songs) == 3 and (corpus / "notes.txt").read_text() == "mine"
+
+
+def test_train_ensemble_option_sets_the_networks_of_the_default_recipe(demo_corpus, tmp_path):
+    """`--ensemble K` (the issue's name; `--folds K` is the same option) trains K networks, saved as one run."""
+    import json
+
+    from progrock.model.run import load_run
+
+    run_dir = tmp_path / "run"
+    assert main(["train", str(demo_corpus), "--out", str(run_dir), "--ensemble", "3", "--epochs", "2",
+                 "--batch-size", "64", "--models", "cnn", "--jobs", "2"]) in (0, 1)
+    assert len(load_run(run_dir).networks) == 3
+    assert json.loads((run_dir / "model.json").read_text())["cnn"]["members"] == 3

@@ -191,7 +191,7 @@ def _plan(recipe: str, models: str | None, folds: int, epochs: int, batch_size: 
                    "of --folds networks; seed: the course project's exact recipe (one network, 300 epochs).")
 @click.option("--models", default=None, metavar="LIST",
               help=f"Comma-separated models to train (default: all of {', '.join(MODEL_NAMES)}).")
-@click.option("--folds", type=click.IntRange(min=2), default=5, show_default=True,
+@click.option("--folds", "--ensemble", "folds", type=click.IntRange(min=2), default=5, show_default=True,
               help="Networks in the default recipe's ensemble (folds of the training songs).")
 @click.option("--epochs", type=click.IntRange(min=1), default=300, show_default=True, help="At most this many.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=1024, show_default=True)
