@@ -98,8 +98,8 @@ def _add_taps(out, src, w, n):
 
 
 @numba.njit(inline="always")
-def _add_rows2(out_a, out_b, w_a, w_b, rows, n):
-    """``out_a[t] += sum_f w_a[f] * rows[f, t]``, and the same for ``out_b``, for ``t < n``.
+def _add_rows2(out_a, out_b, w_a, w_b, rows, s0, n):
+    """``out_a[t] += sum_f w_a[f] * rows[f, s0 + t]``, and the same for ``out_b``, for ``t < n``.
 
     Two stem channels per pass over the snippet's features, four rows at a
     time: each row is read once for both outputs, and each output loaded and
@@ -108,7 +108,7 @@ def _add_rows2(out_a, out_b, w_a, w_b, rows, n):
     n_f = w_a.shape[0]
     f = 0
     while f + 4 <= n_f:
-        r0, r1, r2, r3 = rows[f], rows[f + 1], rows[f + 2], rows[f + 3]
+        r0, r1, r2, r3 = rows[f, s0:s0 + n], rows[f + 1, s0:s0 + n], rows[f + 2, s0:s0 + n], rows[f + 3, s0:s0 + n]
         a0, a1, a2, a3 = w_a[f], w_a[f + 1], w_a[f + 2], w_a[f + 3]
         b0, b1, b2, b3 = w_b[f], w_b[f + 1], w_b[f + 2], w_b[f + 3]
         for t in range(n):
@@ -118,7 +118,7 @@ def _add_rows2(out_a, out_b, w_a, w_b, rows, n):
         f += 4
     while f < n_f:
         wa, wb = w_a[f], w_b[f]
-        r = rows[f]
+        r = rows[f, s0:s0 + n]
         for t in range(n):
             out_a[t] += wa * r[t]
             out_b[t] += wb * r[t]
@@ -156,15 +156,15 @@ def _add_products(g, d, src, n):
 
 
 @numba.njit(inline="always")
-def _add_dots2(g_a, g_b, d_a, d_b, rows, n):
-    """``g_a[f] += sum_t d_a[t] * rows[f, t]``, and the same for ``g_b``, for ``t < n``.
+def _add_dots2(g_a, g_b, d_a, d_b, rows, s0, n):
+    """``g_a[f] += sum_t d_a[t] * rows[f, s0 + t]``, and the same for ``g_b``, for ``t < n``.
 
     The stem's weight gradient two channels and four rows at a time.
     """
     n_f = g_a.shape[0]
     f = 0
     while f + 4 <= n_f:
-        r0, r1, r2, r3 = rows[f], rows[f + 1], rows[f + 2], rows[f + 3]
+        r0, r1, r2, r3 = rows[f, s0:s0 + n], rows[f + 1, s0:s0 + n], rows[f + 2, s0:s0 + n], rows[f + 3, s0:s0 + n]
         a0 = a1 = a2 = a3 = b0 = b1 = b2 = b3 = _F0
         for t in range(n):
             p, q = d_a[t], d_b[t]
@@ -187,7 +187,7 @@ def _add_dots2(g_a, g_b, d_a, d_b, rows, n):
         g_b[f + 3] += b3
         f += 4
     while f < n_f:
-        r = rows[f]
+        r = rows[f, s0:s0 + n]
         a0 = b0 = _F0
         for t in range(n):
             a0 += d_a[t] * r[t]
@@ -271,15 +271,12 @@ def _pass(frames, starts, t0, w0, b0, W, B, wh, bh, m0, M, votes, labels, pos_we
     d_pad = np.zeros((c, tp + k - 1), np.float32)             # conv's gradient, zero-padded
     W_rev = np.ascontiguousarray(W[:, :, :, ::-1])
     live = np.empty(c0, np.int64)                              # the stem channels not dropped
-    xb = np.empty((n_f, t0), np.float32)                      # the snippet, copied out contiguous
     scratch = np.zeros(t0, np.float32)                        # a discarded output of _add_rows2
     g_scratch = np.zeros(n_f, np.float32)                     # and of _add_dots2
     total = 0.0
     g_bias = np.float32(0.0)
     for b in range(n):
-        s0 = starts[b]
-        for f in range(n_f):
-            xb[f, :] = frames[f, s0:s0 + t0]
+        s0 = starts[b]                                  # the snippet is frames[:, s0:s0 + t0], read in place
         # -- stem: kernel-1 convolution, ELU, dropout
         a = act[0]
         n_live = 0
@@ -297,9 +294,9 @@ def _pass(frames, starts, t0, w0, b0, W, B, wh, bh, m0, M, votes, labels, pos_we
             ca = live[p]
             if p + 1 < n_live:
                 cb = live[p + 1]
-                _add_rows2(a[ca, lp:lp + t0], a[cb, lp:lp + t0], w0[ca], w0[cb], xb, t0)
+                _add_rows2(a[ca, lp:lp + t0], a[cb, lp:lp + t0], w0[ca], w0[cb], frames, s0, t0)
             else:                                       # the odd one out: its twin goes to scratch
-                _add_rows2(a[ca, lp:lp + t0], scratch, w0[ca], w0[ca], xb, t0)
+                _add_rows2(a[ca, lp:lp + t0], scratch, w0[ca], w0[ca], frames, s0, t0)
         for p in range(n_live):
             ch = live[p]
             row = a[ch, lp:lp + t0]
@@ -414,9 +411,9 @@ def _pass(frames, starts, t0, w0, b0, W, B, wh, bh, m0, M, votes, labels, pos_we
             ca = live[p]
             if p + 1 < n_live:
                 cb = live[p + 1]
-                _add_dots2(gw0[ca], gw0[cb], dz[ca], dz[cb], xb, t0)
+                _add_dots2(gw0[ca], gw0[cb], dz[ca], dz[cb], frames, s0, t0)
             else:
-                _add_dots2(gw0[ca], g_scratch, dz[ca], dz[ca], xb, t0)
+                _add_dots2(gw0[ca], g_scratch, dz[ca], dz[ca], frames, s0, t0)
     return total, g_bias
 
 
