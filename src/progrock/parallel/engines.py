@@ -178,7 +178,10 @@ class LocalEngine(Engine):
     threads hold, and a worker that needs one waits forever. The server has
     the job modules imported already; each worker takes this process's
     environment variables and working folder when it starts. What a worker
-    sees of this process is only its job function (by name) and its items.
+    sees of this process is only its job function (by name) and its items,
+    and, as with any ``forkserver`` or ``spawn`` start, the caller's main
+    script is imported in each worker: a script that runs progrock's
+    engines keeps its work under ``if __name__ == "__main__":``.
 
     Parameters
     ----------
@@ -214,8 +217,9 @@ class LocalEngine(Engine):
 
 _CONTEXT = multiprocessing.get_context("forkserver")
 _CONTEXT.set_forkserver_preload(["progrock.features.files", "progrock.data.manifest", "progrock.predict",
-                                 "progrock.cv", "progrock.corpus.generate"])
-"""Workers come from a fork server with the job modules imported (a worker then imports nothing)."""
+                                 "progrock.cv", "progrock.corpus.generate", "progrock.parallel.warm"])
+"""Workers come from a fork server with the job modules imported and the per-song work run once
+(:mod:`progrock.parallel.warm`): a worker starts warm."""
 
 
 class _RemoteTraceback(Exception):
