@@ -23,8 +23,19 @@ from progrock.model.network import ModelConfig, SeedCNN
 
 
 def warm_up() -> None:
-    """Compute seed43 features of 12 s of noise and one snippet's logits of an untrained network."""
+    """Compute seed43 features of 12 s of noise and one snippet's logits of an untrained network.
+
+    Best effort: a failure here only means colder workers (the fork server
+    would otherwise die with it, and every worker with the server).
+    """
     torch.set_num_threads(1)
+    try:
+        _run_once()
+    except Exception:  # noqa: BLE001 - the workers will pay the first calls themselves
+        pass
+
+
+def _run_once() -> None:
     y = (0.1 * np.random.default_rng(0).standard_normal(12 * SR)).astype(np.float32)
     x = np.ascontiguousarray(compute_features(y, FeatureConfig.named("seed43")), dtype=np.float32)
     model = SeedCNN(ModelConfig())
