@@ -295,3 +295,19 @@ def test_a_lock_held_by_another_thread_of_the_caller_does_not_block_the_workers(
     finally:
         release.set()
         t.join()
+
+
+def test_workers_take_the_callers_environment_and_folder(tmp_path, monkeypatch):
+    """The fork server started long ago; each worker still sees the caller's environment and folder now."""
+    with LocalEngine(2) as engine:                 # the fork server is running from here on
+        list(engine.map_ordered(_where_and_mark, range(2)))
+    here = tmp_path / "here"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    monkeypatch.setenv("PROGROCK_TEST_MARK", "set after the server started")
+    with LocalEngine(2) as engine:
+        assert set(engine.map_ordered(_where_and_mark, range(3))) == {(str(here), "set after the server started")}
+
+
+def _where_and_mark(_item) -> tuple[str, str]:
+    return os.getcwd(), os.environ.get("PROGROCK_TEST_MARK", "")
