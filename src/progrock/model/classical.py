@@ -27,6 +27,9 @@ from progrock.errors import ConfigError, ModelError
 
 KINDS = ("logistic", "forest")
 
+LOGISTIC_C = 0.1
+"""The logistic models' inverse regularisation unless another is asked for."""
+
 
 @dataclass
 class ClassicalModel:
@@ -104,7 +107,7 @@ def _sigmoid(z: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-z))
 
 
-def fit_logistic(X: np.ndarray, y: np.ndarray, *, C: float = 0.1, seed: int = 0,
+def fit_logistic(X: np.ndarray, y: np.ndarray, *, C: float = LOGISTIC_C, seed: int = 0,
                  sample_weight: np.ndarray | None = None) -> ClassicalModel:
     """Standardise and fit an L2 logistic regression, classes weighted by their frequency.
 

@@ -114,7 +114,7 @@ class FitPlan:
     folds: int = FOLDS
     patience: int | None = None
     thresholds: str = "pooled"
-    logistic_C: float | None = 0.1
+    logistic_C: float | None = classical.LOGISTIC_C
 
     def cnn_config(self) -> TrainConfig:
         """The CNN's training settings under the recipe (and ``patience`` if given)."""
@@ -387,7 +387,8 @@ def _fit_kind(kind: str, X: np.ndarray, y: np.ndarray, *, seed: int, C: float | 
               sample_weight=None) -> classical.ClassicalModel:
     if kind == "forest":
         return classical.fit_forest(X, y, seed=seed)
-    return classical.fit_logistic(X, y, seed=seed, C=0.1 if C is None else C, sample_weight=sample_weight)
+    return classical.fit_logistic(X, y, seed=seed, C=classical.LOGISTIC_C if C is None else C,
+                                  sample_weight=sample_weight)
 
 
 def _fit_structure(run: Run, train: Songs, y_train, val: Songs, y_val, plan: FitPlan, oof: dict | None, *,
