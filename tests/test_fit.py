@@ -9,7 +9,6 @@ import pytest
 
 from progrock.data.snippets import SnippetSet, SongFrames
 from progrock.evaluation.metrics import choose_threshold
-from progrock.evaluation.verdict import song_vote_scores
 from progrock.model.run import Run
 from progrock.training.config import TrainConfig
 from progrock.training.fit import LOGISTIC_CS, FitPlan, _groups, _song_folds, _songs, fit_run, needs
@@ -32,13 +31,18 @@ def fitted(demo_corpus, tmp_path_factory):
     return data, plan, runs
 
 
-def _vote_and_mean(run: Run, songs, names_frames) -> tuple[np.ndarray, np.ndarray]:
+def _vote_and_mean(run: Run, songs, names_frames, rule: str = "top") -> tuple[np.ndarray, np.ndarray]:
+    """Per song, the score of ``rule`` (the CNN's) and the mean snippet probability, both computed here."""
     c = run.snippet_config
     frames = SongFrames.from_songs(names_frames, c)
     snippets = SnippetSet.place(frames, c, by_class=False)
     p = run.snippet_probabilities(snippets)
-    return (song_vote_scores(p, snippets.song, len(frames.songs)),
-            np.bincount(snippets.song, weights=p) / np.bincount(snippets.song))
+    per_song = [np.sort(p[snippets.song == i])[::-1] for i in range(len(frames.songs))]
+    if rule == "vote":
+        score = np.array([q[(len(q) + 1) // 2 - 1] for q in per_song])
+    else:                                   # the strongest fifth of the snippets, at least one
+        score = np.array([q[:max(1, int(np.ceil(0.2 * len(q))))].mean() for q in per_song])
+    return score, np.array([q.mean() for q in per_song])
 
 
 def test_cnn_thresholds_pool_validation_with_each_members_held_out_songs(fitted):
@@ -57,6 +61,7 @@ def test_cnn_thresholds_pool_validation_with_each_members_held_out_songs(fitted)
         vote_oof[held], mean_oof[held] = v, m
     v_val, m_val = _vote_and_mean(pooled, val, list(zip(val.names, val.features["seed43"], val.truths)))
     y = np.concatenate([y_val, y_train])
+    assert pooled.entries["cnn"].rule == "top" and pooled.entries["cnn_mean"].rule == "mean"
     assert pooled.entries["cnn"].threshold == pytest.approx(choose_threshold(y, np.concatenate([v_val, vote_oof])))
     assert pooled.entries["cnn_mean"].threshold == pytest.approx(
         choose_threshold(y, np.concatenate([m_val, mean_oof])))
@@ -81,8 +86,8 @@ def test_seed_recipe_keeps_one_network_and_its_validation_threshold(fitted, tmp_
     run = fit_run(data, tmp_path, replace(plan, recipe="seed", models=("cnn",),
                                           train_config=replace(plan.train_config, epochs=2)), log=lambda _l: None)
     val, y_val = _songs(data, "validation", plan.snippet_config)
-    v_val, _ = _vote_and_mean(run, val, list(zip(val.names, val.features["seed43"], val.truths)))
-    assert len(run.networks) == 1
+    v_val, _ = _vote_and_mean(run, val, list(zip(val.names, val.features["seed43"], val.truths)), rule="vote")
+    assert len(run.networks) == 1 and run.entries["cnn"].rule == "vote"
     assert run.entries["cnn"].threshold == pytest.approx(choose_threshold(y_val, v_val))
     assert "out-of-fold" not in run.entries["cnn"].threshold_rule
 

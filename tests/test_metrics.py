@@ -10,7 +10,7 @@ from progrock.evaluation.metrics import (
     choose_threshold,
     format_confusion,
 )
-from progrock.evaluation.verdict import song_verdict, song_verdicts, song_vote_scores
+from progrock.evaluation.verdict import song_scores, song_verdict, song_verdicts, song_vote_scores
 
 
 # --- verdicts -------------------------------------------------------------------------------
@@ -78,6 +78,35 @@ def test_vote_score_decides_the_vote_at_every_threshold():
     for t in np.linspace(0.0, 1.0, 101):
         verdicts = song_verdicts(probs, song, n_songs, threshold=t)
         assert np.array_equal(scores >= t, [v.is_prog for v in verdicts]), t
+
+
+def test_top_rule_hears_a_songs_strongest_fifth_hand_computed():
+    # ten snippets: two prog-like passages in a song that is plain otherwise
+    p = [0.1, 0.9, 0.2, 0.1, 0.8, 0.2, 0.1, 0.3, 0.2, 0.1]
+    top = song_verdict(p, threshold=0.7, rule="top")
+    assert top.probability == pytest.approx((0.9 + 0.8) / 2) and top.is_prog
+    assert not song_verdict(p, threshold=0.7, rule="mean").is_prog        # the mean, 0.3, dilutes them
+    assert not song_verdict(p, threshold=0.7, rule="vote").is_prog
+    assert song_verdict(p, threshold=0.7, rule="top").vote_fraction == pytest.approx(0.2)
+    # the share is of the song: 3 snippets give ceil(0.6) = 1, 11 give ceil(2.2) = 3
+    assert song_verdict([0.2, 0.6, 0.4], rule="top").probability == pytest.approx(0.6)
+    eleven = [0.9, 0.8, 0.7] + [0.0] * 8
+    assert song_verdict(eleven, rule="top").probability == pytest.approx(0.8)
+
+
+def test_every_rules_score_decides_its_verdict_at_every_threshold():
+    rng = np.random.default_rng(2)
+    n_songs = 40
+    song = np.concatenate([np.full(rng.integers(1, 25), i) for i in range(n_songs)])
+    probs = np.round(rng.uniform(size=song.size), 2)
+    for rule in ("vote", "mean", "top"):
+        scores = song_scores(probs, song, n_songs, rule=rule)
+        for t in np.linspace(0.0, 1.0, 51):
+            verdicts = song_verdicts(probs, song, n_songs, threshold=t, rule=rule)
+            assert np.array_equal(scores >= t, [v.is_prog for v in verdicts]), (rule, t)
+    assert np.array_equal(song_scores(probs, song, n_songs, rule="vote"), song_vote_scores(probs, song, n_songs))
+    with pytest.raises(ConfigError, match="unknown verdict rule"):
+        song_scores(probs, song, n_songs, rule="max")
 
 
 # --- metrics --------------------------------------------------------------------------------

@@ -1,9 +1,9 @@
 """Song verdicts from snippets (:mod:`.verdict`), metrics (:mod:`.metrics`), intervals (:mod:`.intervals`) and evaluation (:mod:`.evaluate`)."""
 
 from progrock.evaluation.metrics import binary_metrics, choose_threshold, format_confusion
-from progrock.evaluation.verdict import RULES, SongResult, song_verdict, song_verdicts, song_vote_scores
+from progrock.evaluation.verdict import RULES, SongResult, song_scores, song_verdict, song_verdicts, song_vote_scores
 
 __all__ = [
     "RULES", "SongResult", "binary_metrics", "choose_threshold", "format_confusion",
-    "song_verdict", "song_verdicts", "song_vote_scores",
+    "song_scores", "song_verdict", "song_verdicts", "song_vote_scores",
 ]

@@ -1,21 +1,31 @@
 """From snippet probabilities to a song's verdict, and the one record of a song's result.
 
-Two rules, in :data:`RULES`:
+Three rules, in :data:`RULES`:
 
 ``"vote"`` (the seed's)
     the song is prog iff at least half of its snippets have ``p >= threshold``
     (a tie counts as prog);
 ``"mean"``
-    the song is prog iff its mean snippet probability is ``>= threshold``.
+    the song is prog iff its mean snippet probability is ``>= threshold``;
+``"top"`` (the default recipe's CNN)
+    the song is prog iff the mean probability of its strongest passages, the
+    :data:`TOP_SHARE` of its snippets with the highest probabilities (at least
+    one), is ``>= threshold``. A prog song is prog in its odd-metre sections,
+    solos and interludes, and often sounds like any rock song in between; a
+    vote or a mean over the whole song dilutes that evidence with the plain
+    passages, the strongest passages keep it. The share is a fraction of the
+    song, not a count, so a long song does not get more chances than a short one.
 
-In both cases the song's ``probability`` is the mean snippet probability and
-``vote_fraction`` the fraction of snippets at or above the threshold. Both
-rules are coded once, in :func:`song_verdicts`.
+The song's ``vote_fraction`` is the fraction of snippets at or above the
+threshold; its ``probability`` is the mean snippet probability, or for the top
+rule the strongest passages' mean (the number its threshold is compared with).
+The rules are coded once, in :func:`song_scores` and :func:`song_verdicts`.
 
-:func:`song_vote_scores` gives, per song, the one number that decides the vote
-at every threshold at once: the ``ceil(n/2)``-th largest snippet probability.
-A song is prog by vote at threshold ``t`` exactly when that score is ``>= t``,
-so a vote threshold can be tuned like any score threshold
+:func:`song_scores` gives, per song, the one number that decides the rule's
+verdict at every threshold at once: for the vote the ``ceil(n/2)``-th largest
+snippet probability (a song is prog by vote at threshold ``t`` exactly when it
+is ``>= t``), for the others the mean and the strongest passages' mean. So every
+rule's threshold can be tuned like any score threshold
 (:func:`progrock.evaluation.metrics.choose_threshold`).
 
 :class:`SongResult` is what every command says of a song: ``predict`` (its
@@ -31,7 +41,10 @@ import numpy as np
 from progrock.constants import CLASSES, SNIPPET_SECONDS
 from progrock.errors import ConfigError
 
-RULES = ("vote", "mean")
+RULES = ("vote", "mean", "top")
+
+TOP_SHARE = 0.2
+"""The share of a song's snippets, the most prog-like, whose mean decides the ``"top"`` rule."""
 
 
 @dataclass
@@ -135,7 +148,7 @@ def song_verdicts(probs: np.ndarray, song: np.ndarray, n_songs: int, *, threshol
         Song index of each snippet, in ``[0, n_songs)``.
     n_songs : int
     threshold : float
-    rule : {"vote", "mean"}
+    rule : {"vote", "mean", "top"}
 
     Returns
     -------
@@ -146,16 +159,34 @@ def song_verdicts(probs: np.ndarray, song: np.ndarray, n_songs: int, *, threshol
     """
     _check(threshold, rule)
     p, s = _validate(probs, song, n_songs)
+    counts = _counts(s, n_songs)
+    mean = np.bincount(s, weights=p, minlength=n_songs) / counts
+    votes = np.bincount(s, weights=(p >= threshold).astype(np.float64), minlength=n_songs) / counts
+    score = song_scores(p, s, n_songs, rule=rule)
+    shown = score if rule == "top" else mean
+    return [SongResult(verdict=CLASSES[int(g)], probability=float(m), vote_fraction=float(v), n_snippets=int(c),
+                       threshold=float(threshold), rule=rule)
+            for m, v, g, c in zip(shown, votes, score >= threshold, counts)]
+
+
+def describe_rule(rule: str, threshold: float) -> str:
+    """The rule at its threshold in words, e.g. for the web page's model card."""
+    _check(threshold, rule)
+    if rule == "vote":
+        return (f"a song is prog when at least half of its snippets have p(prog) ≥ {threshold:.2f} "
+                f"(a tie counts as prog)")
+    if rule == "top":
+        return (f"a song is prog when its strongest passages, the {TOP_SHARE:.0%} of its snippets with the "
+                f"highest p(prog), average ≥ {threshold:.2f}")
+    return f"a song is prog when its probability of prog is ≥ {threshold:.2f}"
+
+
+def _counts(s: np.ndarray, n_songs: int) -> np.ndarray:
     counts = np.bincount(s, minlength=n_songs)
     if (counts == 0).any():
         empty = np.flatnonzero(counts == 0)[:5].tolist()
         raise ConfigError(f"songs without snippets, e.g. indices {empty}")
-    mean = np.bincount(s, weights=p, minlength=n_songs) / counts
-    votes = np.bincount(s, weights=(p >= threshold).astype(np.float64), minlength=n_songs) / counts
-    prog = votes >= 0.5 if rule == "vote" else mean >= threshold
-    return [SongResult(verdict=CLASSES[int(g)], probability=float(m), vote_fraction=float(v), n_snippets=int(c),
-                       threshold=float(threshold), rule=rule)
-            for m, v, g, c in zip(mean, votes, prog, counts)]
+    return counts
 
 
 def song_verdict(snippet_probs: np.ndarray, *, threshold: float = 0.5, rule: str = "vote") -> SongResult:
@@ -166,20 +197,41 @@ def song_verdict(snippet_probs: np.ndarray, *, threshold: float = 0.5, rule: str
     return song_verdicts(p, np.zeros(p.size, dtype=np.int64), 1, threshold=threshold, rule=rule)[0]
 
 
-def song_vote_scores(probs: np.ndarray, song: np.ndarray, n_songs: int) -> np.ndarray:
-    """Per song, the ``ceil(n/2)``-th largest snippet probability ``[n_songs]``.
+def song_scores(probs: np.ndarray, song: np.ndarray, n_songs: int, *, rule: str = "vote") -> np.ndarray:
+    """Per song, the score a rule compares with its threshold [shape=(n_songs,), float64].
 
-    ``song_vote_scores(...) >= t`` equals the vote verdict at threshold ``t``
-    for every ``t`` (at least half of the snippets are ``>= t``, ties to prog).
+    ``song_scores(...) >= t`` is the rule's verdict at threshold ``t``, for
+    every ``t``: for ``"vote"`` the ``ceil(n/2)``-th largest snippet
+    probability (at least half of the snippets are ``>= t``, ties to prog),
+    for ``"mean"`` the mean, for ``"top"`` the mean of the ``ceil(TOP_SHARE * n)``
+    largest.
+
+    Parameters
+    ----------
+    probs : np.ndarray [shape=(n_snippets,)]
+    song : np.ndarray [shape=(n_snippets,), dtype=int]
+        Song index of each snippet, in ``[0, n_songs)``; every song needs a snippet.
+    n_songs : int
+    rule : {"vote", "mean", "top"}
     """
+    _check(0.5, rule)
     p, s = _validate(probs, song, n_songs)
-    counts = np.bincount(s, minlength=n_songs)
-    if (counts == 0).any():
-        raise ConfigError("songs without snippets have no vote score")
+    counts = _counts(s, n_songs)
+    if rule == "mean":
+        return np.bincount(s, weights=p, minlength=n_songs) / counts
     order = np.lexsort((-p, s))                      # by song, then probability descending
+    ranked = p[order]
     first = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    k = (counts + 1) // 2                            # ceil(n / 2)
-    return p[order][first + k - 1]
+    if rule == "vote":
+        return ranked[first + (counts + 1) // 2 - 1]  # the ceil(n / 2)-th largest
+    k = np.maximum(1, np.ceil(TOP_SHARE * counts - 1e-9).astype(np.int64))
+    running = np.concatenate([[0.0], np.cumsum(ranked)])
+    return (running[first + k] - running[first]) / k
+
+
+def song_vote_scores(probs: np.ndarray, song: np.ndarray, n_songs: int) -> np.ndarray:
+    """Per song, the ``ceil(n/2)``-th largest snippet probability ``[n_songs]``: :func:`song_scores` of the vote."""
+    return song_scores(probs, song, n_songs, rule="vote")
 
 
 def _validate(probs, song, n_songs) -> tuple[np.ndarray, np.ndarray]:

@@ -9,8 +9,8 @@ description's. Each model is one :class:`ModelEntry`:
 kind       what it is                                                    reads
 ========== ============================================================= ================
 cnn        the seed's 1D-CNN (one network or an ensemble whose snippet    seed43 frames
-           probabilities are averaged); rule ``vote`` (cnn) or
-           ``mean`` (cnn_mean)
+           probabilities are averaged); rule ``top`` or ``vote``
+           (cnn, by recipe) or ``mean`` (cnn_mean)
 logistic,  a classical model on a song-level input                        seed43 (+ cnn)
 forest     (:mod:`progrock.model.inputs`)
 musicnn    the pretrained tagger's "Progressive rock" tag per 3-s patch   musicnn
@@ -39,7 +39,7 @@ from progrock.atomic import json_text, write_temporary
 from progrock.constants import CLASSES
 from progrock.data.snippets import SnippetConfig, SnippetSet, SongFrames, usable_frames
 from progrock.errors import ConfigError, ModelError, SnippetError
-from progrock.evaluation.verdict import SongResult, song_verdicts, with_evidence
+from progrock.evaluation.verdict import RULES, SongResult, song_verdicts, with_evidence
 from progrock.features.sets import FeatureConfig
 from progrock.model.classical import ClassicalModel
 from progrock.model.familiarity import Familiarity
@@ -48,7 +48,6 @@ from progrock.model.network import ModelConfig, SeedCNN
 FORMAT_NAME = "progrock-model"
 FORMAT_VERSION = 2
 KINDS = ("cnn", "logistic", "forest", "musicnn", "patches")
-RULES = ("vote", "mean")
 
 
 @dataclass
@@ -61,8 +60,8 @@ class ModelEntry:
         One of :data:`KINDS`.
     title : str
         For people, e.g. ``"1D-CNN, snippet vote"``.
-    rule : {"vote", "mean"}
-        How its snippet probabilities become a verdict (song-level models: ``"mean"``,
+    rule : {"vote", "mean", "top"}
+        How its snippet probabilities become a verdict (:mod:`progrock.evaluation.verdict`) (song-level models: ``"mean"``,
         the song's probability against the threshold).
     threshold : float
     input : str

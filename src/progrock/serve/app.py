@@ -50,6 +50,7 @@ from starlette.requests import ClientDisconnect
 
 import progrock
 from progrock.errors import DecodeError, FileError, ProgrockError
+from progrock.evaluation.verdict import describe_rule
 from progrock.model.run import Run
 from progrock.predict import classify_file, open_run
 from progrock.serve.schemas import ErrorResponse, ModelInfo, Prediction
@@ -231,9 +232,7 @@ def model_info(run: Run, *, max_upload_bytes: int, has_report: bool,
     n_parameters = sum(p.numel() for net in nets for p in net.parameters())
     snippet_seconds = round(sc.length / sc.frame_rate, 1) if entry.kind == "cnn" else (
         3.0 if entry.kind in ("musicnn", "patches") else 0.0)
-    vote_rule = (f"a song is prog when at least half of its snippets have p(prog) ≥ {entry.threshold:.2f} "
-                 f"(a tie counts as prog)" if entry.rule == "vote" else
-                 f"a song is prog when its probability of prog is ≥ {entry.threshold:.2f}")
+    vote_rule = describe_rule(entry.rule, entry.threshold)
     summary = (f"{entry.title} gives the verdict: {vote_rule}. The run holds {len(run.entries)} models: "
                + "; ".join(e.title for e in run.entries.values()) + ".")
     return ModelInfo(

@@ -15,7 +15,8 @@ PREDICTION_FIELDS: dict[str, str] = {
     "path": "The uploaded file's name (last path component, control characters removed). Only for "
             "display: it plays no part in the verdict.",
     "verdict": 'The verdict: "prog" or "nonprog".',
-    "probability": "The model's probability of prog for the song (mean over the snippets).",
+    "probability": "The model's probability of prog for the song (mean over the snippets; with the top "
+                   "rule the mean over its strongest passages).",
     "vote_fraction": "Share of snippets with p(prog) >= threshold; with the vote rule 0.5 or more makes "
                      "the song prog.",
     "n_snippets": "Number of snippets the song was cut into.",
@@ -24,8 +25,8 @@ PREDICTION_FIELDS: dict[str, str] = {
     "snippet_probs": "p(prog) of each snippet, in the order of snippet_starts.",
     "snippet_seconds": "Length of one snippet in seconds.",
     "threshold": "The model's threshold (on snippets for the vote rule, on the song's probability for the "
-                 "mean rule).",
-    "rule": '"vote" or "mean": how snippet probabilities became the verdict.',
+                 "mean and top rules).",
+    "rule": '"vote", "mean" or "top" (the strongest passages): how snippet probabilities became the verdict.',
     "model": "Which of the run's models gave the verdict.",
     "truth": "The song's known class; null for an uploaded song.",
     "unfamiliar": "Whether the song is unlike the music the model was trained on (its distance to the "

@@ -8,7 +8,9 @@
    default (``"default"``: snippets drawn afresh every epoch, early stopping on
    the validation loss, and an ensemble of :data:`FOLDS` networks, each
    trained without one fold of the training songs, whose snippet
-   probabilities are averaged). The held-out folds give every training song
+   probabilities are averaged; the song's verdict from its strongest
+   passages, rule ``"top"`` of :mod:`progrock.evaluation.verdict`, where the
+   seed votes: :data:`CNN_RULES`). The held-out folds give every training song
    an *out-of-fold* CNN probability: one from a network that never saw it;
 2. **the classical baselines** (logistic regression and extra trees on song statistics);
 3. **the structure model** (logistic regression on the song's structure
@@ -39,7 +41,7 @@ from progrock.data.dataset import SongFeatures
 from progrock.data.snippets import SnippetConfig, SnippetSet, SongFrames, usable_frames
 from progrock.errors import DatasetError, SnippetError
 from progrock.evaluation.metrics import balanced_accuracy_at, choose_threshold
-from progrock.evaluation.verdict import song_vote_scores
+from progrock.evaluation.verdict import song_scores
 from progrock.features.sets import FeatureConfig
 from progrock.model import classical
 from progrock.model.familiarity import fit_familiarity
@@ -60,14 +62,24 @@ RECIPES = {
 }
 """How the CNN is trained: the course project's recipe, and the default."""
 
+CNN_RULES = {"seed": "vote", "default": "top"}
+"""How each recipe's ``cnn`` turns snippet probabilities into the song's verdict
+(:data:`progrock.evaluation.verdict.RULES`): the seed's vote, or the strongest
+passages, which 5-fold CV and corpora of unseen seeds found better at ranking
+songs (BENCHMARKS.md §12)."""
+
 LOGISTIC_CS = (0.01, 0.03, 0.1, 0.3, 1.0)
 """The logistic models' candidate inverse regularisations (``C``)."""
 
 MODELS = ("cnn", "cnn_mean", "logreg", "extratrees", "structure", "musicnn", "musicnn_head")
 """Every model a run can hold, in the order they are reported."""
 
+CNN_TITLES = {"vote": "1D-CNN, snippet vote", "top": "1D-CNN, strongest passages",
+              "mean": "1D-CNN, mean probability"}
+"""The CNN's title by its rule."""
+
 TITLES = {
-    "cnn": "1D-CNN, snippet vote", "cnn_mean": "1D-CNN, mean probability",
+    "cnn": CNN_TITLES[CNN_RULES["default"]], "cnn_mean": CNN_TITLES["mean"],
     "logreg": "Logistic regression (song statistics)", "extratrees": "ExtraTrees (song statistics)",
     "structure": "Song structure + CNN mean probability (logistic)",
     "musicnn": "musicnn tagger, zero-shot (Progressive rock tag)",
@@ -310,7 +322,7 @@ def _subset(s: SnippetSet, keep: np.ndarray) -> SnippetSet:
 
 def _cnn_entries(run: Run, val: Songs, y_val: np.ndarray, models: list[str], plan: FitPlan,
                  oof: dict | None, train: Songs, y_train: np.ndarray) -> None:
-    """The CNN's two verdicts with their thresholds: the vote, and the mean probability.
+    """The CNN's two verdicts with their thresholds: the recipe's rule (:data:`CNN_RULES`), and the mean.
 
     The thresholds are chosen on the validation songs' ensemble scores and,
     with ``plan.thresholds == "pooled"`` and out-of-fold probabilities, the
@@ -320,22 +332,26 @@ def _cnn_entries(run: Run, val: Songs, y_val: np.ndarray, models: list[str], pla
     frames = SongFrames.from_songs(list(zip(val.names, val.features["seed43"], val.truths)), c)
     snippets = SnippetSet.place(frames, c, by_class=False)
     probs = run.snippet_probabilities(snippets)
-    vote = song_vote_scores(probs, snippets.song, len(frames.songs))
-    mean = np.bincount(snippets.song, weights=probs) / np.bincount(snippets.song)
     y = frames.labels
+    held: list[np.ndarray] = []
     rule = "chosen on the validation songs: the balanced accuracy's maximiser nearest 0.5"
     if oof is not None and plan.thresholds == "pooled" and all(n in oof for n in train.names):
         held = [oof[n][1] for n in train.names]
-        vote = np.concatenate([vote, [song_vote_scores(p, np.zeros(len(p), np.int64), 1)[0] for p in held]])
-        mean = np.concatenate([mean, [p.mean() for p in held]])
         y = np.concatenate([y, y_train])
         rule = ("chosen on the validation songs and the training songs' out-of-fold scores: the balanced "
                 "accuracy's maximiser nearest 0.5")
-    if "cnn" in models:
-        run.entries["cnn"] = ModelEntry("cnn", TITLES["cnn"], "vote", _threshold(y, vote), threshold_rule=rule)
-    if "cnn_mean" in models:
-        run.entries["cnn_mean"] = ModelEntry("cnn", TITLES["cnn_mean"], "mean", _threshold(y, mean),
-                                             threshold_rule=rule)
+    for name, song_rule in (("cnn", CNN_RULES[plan.recipe]), ("cnn_mean", "mean")):
+        if name not in models:
+            continue
+        score = np.concatenate([song_scores(probs, snippets.song, len(frames.songs), rule=song_rule),
+                                [_one_song_score(p, song_rule) for p in held]])
+        run.entries[name] = ModelEntry("cnn", CNN_TITLES[song_rule], song_rule, _threshold(y, score),
+                                       threshold_rule=rule)
+
+
+def _one_song_score(probs: np.ndarray, rule: str) -> float:
+    """:func:`song_scores` of one song's snippet probabilities."""
+    return float(song_scores(probs, np.zeros(len(probs), np.int64), 1, rule=rule)[0])
 
 
 def _fit_classical(run: Run, name: str, input_name: str, train: Songs, y_train, val: Songs, y_val,
@@ -428,9 +444,8 @@ def _training_out_of_fold(run: Run, train: Songs, y_train: np.ndarray, oof: dict
             if not all(n in oof for n in train.names):        # a song too short for a snippet: no pooled choice
                 continue
             probs = [oof[n][1] for n in train.names]
-            score = (np.array([np.mean(p >= entry.threshold) for p in probs]) >= 0.5 if entry.rule == "vote"
-                     else np.array([p.mean() for p in probs]) >= entry.threshold)
-            out[name] = score.astype(np.int64)
+            out[name] = (np.array([_one_song_score(p, entry.rule) for p in probs]) >= entry.threshold
+                         ).astype(np.int64)
         elif name in inputs:
             out[name] = (inputs[name][1] >= entry.threshold).astype(np.int64)
         elif entry.kind == "musicnn":
