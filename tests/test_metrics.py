@@ -10,7 +10,7 @@ from progrock.evaluation.metrics import (
     choose_threshold,
     format_confusion,
 )
-from progrock.evaluation.verdict import song_scores, song_verdict, song_verdicts, song_vote_scores
+from progrock.evaluation.verdict import describe_rule, song_scores, song_verdict, song_verdicts, song_vote_scores
 
 
 # --- verdicts -------------------------------------------------------------------------------
@@ -107,6 +107,13 @@ def test_every_rules_score_decides_its_verdict_at_every_threshold():
     assert np.array_equal(song_scores(probs, song, n_songs, rule="vote"), song_vote_scores(probs, song, n_songs))
     with pytest.raises(ConfigError, match="unknown verdict rule"):
         song_scores(probs, song, n_songs, rule="max")
+
+
+def test_each_rule_is_said_in_words_with_its_threshold():
+    assert "at least half of its snippets" in describe_rule("vote", 0.42) and "0.42" in describe_rule("vote", 0.42)
+    top = describe_rule("top", 0.7)
+    assert "strongest passages" in top and "20 %" in top and "0.70" in top
+    assert describe_rule("mean", 0.3) == "a song is prog when its probability of prog is ≥ 0.30"
 
 
 # --- metrics --------------------------------------------------------------------------------

@@ -176,7 +176,7 @@ def describe_rule(rule: str, threshold: float) -> str:
         return (f"a song is prog when at least half of its snippets have p(prog) ≥ {threshold:.2f} "
                 f"(a tie counts as prog)")
     if rule == "top":
-        return (f"a song is prog when its strongest passages, the {TOP_SHARE:.0%} of its snippets with the "
+        return (f"a song is prog when its strongest passages, the {TOP_SHARE * 100:.0f} % of its snippets with the "
                 f"highest p(prog), average ≥ {threshold:.2f}")
     return f"a song is prog when its probability of prog is ≥ {threshold:.2f}"
 
