@@ -31,7 +31,7 @@ def fitted(demo_corpus, tmp_path_factory):
     return data, plan, runs
 
 
-def _vote_and_mean(run: Run, songs, names_frames, rule: str = "top") -> tuple[np.ndarray, np.ndarray]:
+def _rule_and_mean(run: Run, songs, names_frames, rule: str = "top") -> tuple[np.ndarray, np.ndarray]:
     """Per song, the score of ``rule`` (the CNN's) and the mean snippet probability, both computed here."""
     c = run.snippet_config
     frames = SongFrames.from_songs(names_frames, c)
@@ -53,16 +53,16 @@ def test_cnn_thresholds_pool_validation_with_each_members_held_out_songs(fitted)
     c = pooled.snippet_config
     # the training songs' scores from the member that never saw them (member k left out fold k)
     fold = _song_folds(y_train, plan.folds, seed=plan.train_config.seed, groups=_groups(data, train.names))
-    vote_oof, mean_oof = np.empty(len(y_train)), np.empty(len(y_train))
+    cnn_oof, mean_oof = np.empty(len(y_train)), np.empty(len(y_train))
     for k, net in enumerate(pooled.networks):
         held = np.flatnonzero(fold == k)
         member = Run({}, "", {}, c, [net])
-        v, m = _vote_and_mean(member, train, [(train.names[i], train.features["seed43"][i], None) for i in held])
-        vote_oof[held], mean_oof[held] = v, m
-    v_val, m_val = _vote_and_mean(pooled, val, list(zip(val.names, val.features["seed43"], val.truths)))
+        v, m = _rule_and_mean(member, train, [(train.names[i], train.features["seed43"][i], None) for i in held])
+        cnn_oof[held], mean_oof[held] = v, m
+    v_val, m_val = _rule_and_mean(pooled, val, list(zip(val.names, val.features["seed43"], val.truths)))
     y = np.concatenate([y_val, y_train])
     assert pooled.entries["cnn"].rule == "top" and pooled.entries["cnn_mean"].rule == "mean"
-    assert pooled.entries["cnn"].threshold == pytest.approx(choose_threshold(y, np.concatenate([v_val, vote_oof])))
+    assert pooled.entries["cnn"].threshold == pytest.approx(choose_threshold(y, np.concatenate([v_val, cnn_oof])))
     assert pooled.entries["cnn_mean"].threshold == pytest.approx(
         choose_threshold(y, np.concatenate([m_val, mean_oof])))
     # the same networks (same seeds), thresholds on validation alone: the earlier rule
@@ -86,7 +86,7 @@ def test_seed_recipe_keeps_one_network_and_its_validation_threshold(fitted, tmp_
     run = fit_run(data, tmp_path, replace(plan, recipe="seed", models=("cnn",),
                                           train_config=replace(plan.train_config, epochs=2)), log=lambda _l: None)
     val, y_val = _songs(data, "validation", plan.snippet_config)
-    v_val, _ = _vote_and_mean(run, val, list(zip(val.names, val.features["seed43"], val.truths)), rule="vote")
+    v_val, _ = _rule_and_mean(run, val, list(zip(val.names, val.features["seed43"], val.truths)), rule="vote")
     assert len(run.networks) == 1 and run.entries["cnn"].rule == "vote"
     assert run.entries["cnn"].threshold == pytest.approx(choose_threshold(y_val, v_val))
     assert "out-of-fold" not in run.entries["cnn"].threshold_rule

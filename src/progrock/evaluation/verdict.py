@@ -129,9 +129,13 @@ class SongResult:
         return d
 
 
-def _check(threshold: float, rule: str) -> None:
+def _check_rule(rule: str) -> None:
     if rule not in RULES:
         raise ConfigError(f"unknown verdict rule {rule!r}; known: {list(RULES)}")
+
+
+def _check(threshold: float, rule: str) -> None:
+    _check_rule(rule)
     if not 0.0 <= threshold <= 1.0:
         raise ConfigError(f"threshold must be in [0, 1], got {threshold}")
 
@@ -197,7 +201,7 @@ def song_verdict(snippet_probs: np.ndarray, *, threshold: float = 0.5, rule: str
     return song_verdicts(p, np.zeros(p.size, dtype=np.int64), 1, threshold=threshold, rule=rule)[0]
 
 
-def song_scores(probs: np.ndarray, song: np.ndarray, n_songs: int, *, rule: str = "vote") -> np.ndarray:
+def song_scores(probs: np.ndarray, song: np.ndarray, n_songs: int, *, rule: str) -> np.ndarray:
     """Per song, the score a rule compares with its threshold [shape=(n_songs,), float64].
 
     ``song_scores(...) >= t`` is the rule's verdict at threshold ``t``, for
@@ -214,7 +218,7 @@ def song_scores(probs: np.ndarray, song: np.ndarray, n_songs: int, *, rule: str 
     n_songs : int
     rule : {"vote", "mean", "top"}
     """
-    _check(0.5, rule)
+    _check_rule(rule)
     p, s = _validate(probs, song, n_songs)
     counts = _counts(s, n_songs)
     if rule == "mean":

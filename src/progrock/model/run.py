@@ -61,8 +61,8 @@ class ModelEntry:
     title : str
         For people, e.g. ``"1D-CNN, snippet vote"``.
     rule : {"vote", "mean", "top"}
-        How its snippet probabilities become a verdict (:mod:`progrock.evaluation.verdict`) (song-level models: ``"mean"``,
-        the song's probability against the threshold).
+        How its snippet probabilities become a verdict (:mod:`progrock.evaluation.verdict`;
+        song-level models: ``"mean"``, the song's probability against the threshold).
     threshold : float
     input : str
         A classical model's input (a key of :data:`progrock.model.inputs.INPUTS`).
