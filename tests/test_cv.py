@@ -34,6 +34,7 @@ def test_every_song_gets_one_out_of_fold_verdict_per_model(cv_run, demo_corpus):
         iv = m["intervals"]["balanced_accuracy"]
         assert iv["low"] <= m["balanced_accuracy"] <= iv["high"]
     assert set(data["comparisons"]["out-of-fold"]) == {"logreg", "extratrees"}
+    assert data["titles"]["cnn"] == "1D-CNN, snippet vote"                # the seed recipe's cnn votes
     page = (out / "report.html").read_text()
     assert "out-of-fold" in page and page.count('<svg class="structure"') >= n   # every song's timeline
     names = {r["path"] for r in json.loads((out / "r1-fold1" / "oof.json").read_text())["results"]["cnn"]}

@@ -118,6 +118,7 @@ def _fold_job(args: tuple) -> dict:
     name = {printable(s.path): _source_name(s.path, manifest.root, names_root) for s in manifest.songs}
     atomic_write_json(fold_dir / "oof.json", {
         "default_model": run.default_model,
+        "titles": {m: e.title for m, e in run.entries.items()},
         "results": {m: [{**r.to_dict(), "path": name[r.path]} for r in rows] for m, rows in judged.results.items()},
         "skipped": [(name.get(p, p), reason) for p, reason in judged.skipped]})
     return {"fold": fold_dir.name, "default_model": run.default_model}
@@ -243,12 +244,13 @@ def collect(out_dir: Path, *, folds: int, repeats: int, seed: int = 0) -> Evalua
     from progrock.training.fit import PREFERENCE
 
     per_repeat: list[dict[str, list[SongResult]]] = []
-    defaults, skipped = [], {}
+    defaults, skipped, titles = [], {}, {}
     for r in range(repeats):
         merged: dict[str, list[SongResult]] = {}
         for k in range(folds):
             data = json.loads((out_dir / f"r{r + 1}-fold{k + 1}" / "oof.json").read_text())
             defaults.append(data["default_model"])
+            titles.update(data.get("titles", {}))             # the folds' own titles (the recipe names the rule)
             skipped.update((path, reason) for path, reason in data.get("skipped", []))
             for m, rows in data["results"].items():
                 merged.setdefault(m, []).extend(_result(d) for d in rows)
@@ -258,7 +260,7 @@ def collect(out_dir: Path, *, folds: int, repeats: int, seed: int = 0) -> Evalua
     models = list(per_repeat[0])
     most = max(defaults.count(m) for m in defaults)              # the folds' most frequent default; ties: PREFERENCE
     default = next(m for m in [*PREFERENCE, *sorted(set(defaults))] if m in defaults and defaults.count(m) == most)
-    ev = Evaluation(default_model=default, titles={m: _title(m) for m in models},
+    ev = Evaluation(default_model=default, titles={m: titles.get(m) or _title(m) for m in models},
                     skipped=sorted(skipped.items()))
     first = per_repeat[0]
     ev.songs["out-of-fold"] = first
@@ -273,6 +275,7 @@ def collect(out_dir: Path, *, folds: int, repeats: int, seed: int = 0) -> Evalua
 
 
 def _title(model: str) -> str:
+    """A model's title where a fold did not record it (folds written before they did)."""
     from progrock.training.fit import TITLES
 
     return TITLES.get(model, model)
