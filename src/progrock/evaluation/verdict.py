@@ -164,10 +164,9 @@ def song_verdicts(probs: np.ndarray, song: np.ndarray, n_songs: int, *, threshol
     _check(threshold, rule)
     p, s = _validate(probs, song, n_songs)
     counts = _counts(s, n_songs)
-    mean = np.bincount(s, weights=p, minlength=n_songs) / counts
     votes = np.bincount(s, weights=(p >= threshold).astype(np.float64), minlength=n_songs) / counts
-    score = song_scores(p, s, n_songs, rule=rule)
-    shown = score if rule == "top" else mean
+    score = _scores(p, s, counts, rule)
+    shown = score if rule in ("mean", "top") else _scores(p, s, counts, "mean")
     return [SongResult(verdict=CLASSES[int(g)], probability=float(m), vote_fraction=float(v), n_snippets=int(c),
                        threshold=float(threshold), rule=rule)
             for m, v, g, c in zip(shown, votes, score >= threshold, counts)]
@@ -220,9 +219,13 @@ def song_scores(probs: np.ndarray, song: np.ndarray, n_songs: int, *, rule: str)
     """
     _check_rule(rule)
     p, s = _validate(probs, song, n_songs)
-    counts = _counts(s, n_songs)
+    return _scores(p, s, _counts(s, n_songs), rule)
+
+
+def _scores(p: np.ndarray, s: np.ndarray, counts: np.ndarray, rule: str) -> np.ndarray:
+    """:func:`song_scores` of validated snippets ``p``, ``s`` with ``counts`` snippets per song."""
     if rule == "mean":
-        return np.bincount(s, weights=p, minlength=n_songs) / counts
+        return np.bincount(s, weights=p, minlength=len(counts)) / counts
     order = np.lexsort((-p, s))                      # by song, then probability descending
     ranked = p[order]
     first = np.concatenate([[0], np.cumsum(counts)[:-1]])
