@@ -160,6 +160,24 @@ def test_grouping_contrast_peaks_at_the_bar_length():
         assert (score > 0.8) if kind == "odd" else (score < 0.2)
 
 
+PULSE_S = 16 / FRAME_RATE
+"""An eighth-note pulse of 16 frames, 161.5 per minute: the tracker takes it for the beat (its prior
+is near 120 BPM). A whole number of frames keeps every hit's onset on the same place in its frame."""
+
+
+@pytest.mark.parametrize("pulses, odd", [(11, True), (13, True), (12, False), (16, False)])
+def test_odd_bars_counted_at_the_eighth_note_pulse(pulses, odd):
+    """11/8 and 13/8 with the tracker on the eighths are bars of 22 and 26 tatums; 12 and 16 pulses
+    (four bars of 3/8, two of 4/4) are regular. A snare marks each bar, hi-hats the other pulses."""
+    y = as_audio(drums([(40.0, PULSE_S / 2, "S." + "h." * (pulses - 1))]))
+    s = st.analyse_song(seed43(y), frame_rate=FRAME_RATE)
+    np.testing.assert_allclose(s.tempo_bpm, 60.0 / PULSE_S, rtol=TEMPO_RTOL)
+    if odd:   # a lone accent per bar over a sparse pulse: about 0.45 (0.6 at 7 pulses); 0.0-0.1 when
+        assert s.odd_metre.mean() >= 0.3, s.odd_metre   # bars of 22 and 26 tatums were not looked for
+    else:
+        assert s.odd_metre.max() <= 0.2, s.odd_metre
+
+
 def test_grouping_contrast_rows_equal_single_windows():
     """Padded rows of the batched form give what each window gives alone."""
     rng = np.random.default_rng(1)
@@ -170,7 +188,7 @@ def test_grouping_contrast_rows_equal_single_windows():
     batch = st.grouping_contrast(rows, lengths=np.array([len(w) for w in windows]))
     for i, w in enumerate(windows):
         np.testing.assert_allclose(batch[i], st.grouping_contrast(w), atol=1e-12)
-    assert np.all(batch[3] == 0)          # 10 tatums are too few for a 16-tatum grouping
+    assert np.all(batch[1] == 0) and np.all(batch[3] == 0)   # 25 and 10 tatums: too few for 32
 
 
 def test_tempo_octave_errors_are_not_changes():

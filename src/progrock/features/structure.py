@@ -69,11 +69,19 @@ NOVELTY_DELTA: float = 0.1
 QUIET_DB: float = 10.0
 """A section this many dB below the song's loudest section counts as quiet."""
 
-ODD_GROUPINGS: tuple[int, ...] = (5, 7, 10, 11, 13, 14, 15)
-"""Bar lengths in tatums (half beats) of odd metres: 5/8, 7/8, 5/4, 11/8, 13/8, 7/4, 15/8 (7/8+4/4)."""
+ODD_GROUPINGS: tuple[int, ...] = (5, 7, 10, 11, 13, 14, 15, 22, 26)
+"""Bar lengths in tatums (half beats) of odd metres: 5/8, 7/8, 5/4, 11/8, 13/8, 7/4, 15/8 (7/8+4/4)
+counted in quarter-note beats; and 11/8 and 13/8 when the beat tracker follows the eighth-note
+pulse, as it often does in x/8 metres (a bar of 11 or 13 beats is 22 or 26 tatums). Lengths that
+are whole numbers of 2-beat or 3-beat groups (18, 20, 28, 30: three and five bars of 3/4, the
+backbeat of 4/4) are neither odd nor regular."""
 
-REGULAR_GROUPINGS: tuple[int, ...] = (4, 6, 8, 12, 16)
-"""Bar lengths in tatums of duple and triple metres: 2/4, 3/4, 4/4, 6/4 and 12/8, two bars of 4/4."""
+REGULAR_GROUPINGS: tuple[int, ...] = (4, 6, 8, 12, 16, 24, 32)
+"""Bar lengths in tatums of duple and triple metres: 2/4, 3/4, 4/4, 6/4 and 12/8, two bars of 4/4,
+two bars of 6/4 (or 3/4 counted in eighths), four bars of 4/4."""
+
+MAX_GROUPING: int = 32
+"""Longest bar length the metre evidence looks for, in tatums: 16 beats."""
 
 # Krumhansl and Kessler's probe-tone ratings, tonic first (Krumhansl 1990, "Cognitive
 # Foundations of Musical Pitch"), as used by the Krumhansl-Schmuckler key finder.
@@ -334,7 +342,7 @@ def beat_accents(onset_envelope: np.ndarray, *, frame_rate: float, times: np.nda
 
 
 def grouping_contrast(accents: np.ndarray, *, lengths: np.ndarray | None = None,
-                      max_grouping: int = 16) -> np.ndarray:
+                      max_grouping: int = MAX_GROUPING) -> np.ndarray:
     """How strongly the accents repeat every L tatums, above the whole-beat lags either side.
 
     With ``r`` the autocorrelation of the mean-removed accents
@@ -418,7 +426,7 @@ def metre_evidence(onset_envelope: np.ndarray, *, frame_rate: float, times: np.n
     np.ndarray [shape=(n_windows,), dtype=float64]
         :func:`odd_metre_score` of the accents of the tatums inside each window:
         near 1 for 5/8, 7/8, 7/8+4/4..., near 0 for 4/4, 3/4 or no clear accent
-        pattern (also for windows too short to hold 20 tatums).
+        pattern (also for windows too short to hold ``MAX_GROUPING + 4`` tatums).
     """
     tatums, accents = beat_accents(onset_envelope, frame_rate=frame_rate, times=times, bpm=bpm)
     starts, length = analysis_windows(len(onset_envelope), frame_rate=frame_rate,
