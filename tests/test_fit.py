@@ -11,7 +11,7 @@ from progrock.data.snippets import SnippetSet, SongFrames
 from progrock.evaluation.metrics import choose_threshold
 from progrock.model.run import Run
 from progrock.training.config import TrainConfig
-from progrock.training.fit import LOGISTIC_CS, FitPlan, _groups, _song_folds, _songs, fit_run, needs
+from progrock.training.fit import LOGISTIC_CS, LOGISTIC_THRESHOLD, FitPlan, _groups, _song_folds, _songs, fit_run, needs
 
 MODELS = ("cnn", "cnn_mean", "logreg", "structure")
 
@@ -79,6 +79,16 @@ def test_logistic_models_say_which_C_cross_validation_chose(fitted):
         rule = runs["pooled"].entries[name].threshold_rule
         C = float(rule.rsplit("C = ", 1)[1])
         assert C in LOGISTIC_CS
+
+
+def test_logistic_models_decide_at_one_half_under_either_threshold_rule(fitted):
+    """Fitted with balanced class weights, the logistic models keep 0.5; the CNN chooses its own."""
+    _data, _plan, runs = fitted
+    for run in runs.values():
+        for name in ("logreg", "structure"):
+            assert run.entries[name].threshold == LOGISTIC_THRESHOLD == 0.5
+            assert run.entries[name].threshold_rule.startswith("0.5, where a logistic fitted with balanced")
+        assert "chosen on the validation songs" in run.entries["cnn"].threshold_rule
 
 
 def test_seed_recipe_keeps_one_network_and_its_validation_threshold(fitted, tmp_path):
