@@ -91,10 +91,25 @@ def test_logistic_models_decide_at_one_half_under_either_threshold_rule(fitted):
         assert "chosen on the validation songs" in run.entries["cnn"].threshold_rule
 
 
+def test_default_recipe_judges_every_two_and_a_half_seconds_from_the_start(fitted):
+    """The runs place judged songs' snippets by the recipe (0 s, 2.5 s), the training songs' by class."""
+    data, plan, runs = fitted
+    assert plan.snippet_config.placement(None) == (10.0, 5.0)          # the plan asked for the seed's
+    c = runs["pooled"].snippet_config
+    assert c.placement(None) == (0.0, 2.5) and c.placement("prog") == (10.0, 8.0)
+    val, _ = _songs(data, "validation", c)
+    frames = SongFrames.from_songs([(n, x, None) for n, x in zip(val.names, val.features["seed43"])], c)
+    snippets = SnippetSet.place(frames, c, by_class=False)
+    first = [snippets.start[snippets.song == i] for i in range(len(frames.songs))]
+    assert all(s[0] == 0 for s in first if len(s) > 1)
+    assert all(np.all(np.diff(s) == round(2.5 * c.frame_rate)) for s in first)
+
+
 def test_seed_recipe_keeps_one_network_and_its_validation_threshold(fitted, tmp_path):
     data, plan, _runs = fitted
     run = fit_run(data, tmp_path, replace(plan, recipe="seed", models=("cnn",),
                                           train_config=replace(plan.train_config, epochs=2)), log=lambda _l: None)
+    assert run.snippet_config.placement(None) == (10.0, 5.0)             # the seed's placement
     val, y_val = _songs(data, "validation", plan.snippet_config)
     v_val, _ = _rule_and_mean(run, val, list(zip(val.names, val.features["seed43"], val.truths)), rule="vote")
     assert len(run.networks) == 1 and run.entries["cnn"].rule == "vote"

@@ -222,7 +222,7 @@ def _config(source, manifest_path, plan: FitPlan, configs, *, cache, split_seed)
     return {"source": str(source), "manifest": str(manifest_path), "split_seed": split_seed,
             "cache": str(Path(cache).resolve()), "recipe": plan.recipe, "models": list(plan.models),
             "folds": plan.folds, "features": {c.name: c.to_dict() for c in configs},
-            "snippets": plan.snippet_config.to_dict(), "model": plan.model_config.to_dict(),
+            "snippets": plan.run_snippets().to_dict(), "model": plan.model_config.to_dict(),
             "training": plan.train_config.to_dict(), "environment": _environment()}
 
 

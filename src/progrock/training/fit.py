@@ -69,6 +69,13 @@ CNN_RULES = {"seed": "vote", "default": "top"}
 passages, which 5-fold CV and corpora of unseen seeds found better at ranking
 songs (BENCHMARKS.md §12)."""
 
+JUDGING = {"seed": {}, "default": {"predict_start": 0.0, "predict_hop": 2.5}}
+"""Where each recipe's run places the snippets of a song it judges (validation songs, test songs,
+predictions; :class:`progrock.data.snippets.SnippetConfig` ``predict_start`` and ``predict_hop``,
+s): the seed's one every 5 s from 10 s in, or one every 2.5 s from the song's start. The strongest
+passages can lie anywhere, the intro included, and twice the snippets make a steadier mean of the
+strongest fifth, whose threshold then carries better to other songs (BENCHMARKS.md §12)."""
+
 LOGISTIC_CS = (0.01, 0.03, 0.1, 0.3, 1.0)
 """The logistic models' candidate inverse regularisations (``C``)."""
 
@@ -136,6 +143,10 @@ class FitPlan:
         if self.patience is not None:
             settings["early_stopping_patience"] = self.patience
         return replace(self.train_config, **settings)
+
+    def run_snippets(self) -> SnippetConfig:
+        """The plan's snippet placement with its recipe's placement of judged songs (:data:`JUDGING`)."""
+        return replace(self.snippet_config, **JUDGING[self.recipe])
 
 
 def needs(plan: FitPlan) -> list[FeatureConfig]:
@@ -205,6 +216,7 @@ def fit_run(data: SongFeatures, run_dir: Path, plan: FitPlan, *, log: Callable[[
     Run
         Not yet saved (:func:`progrock.model.run.save_run`).
     """
+    plan = replace(plan, snippet_config=plan.run_snippets())
     train, y_train = _songs(data, "train", plan.snippet_config)
     val, y_val = _songs(data, "validation", plan.snippet_config)
     for name, y in (("train", y_train), ("validation", y_val)):
