@@ -77,8 +77,8 @@ are whole numbers of 2-beat or 3-beat groups (18, 20, 28, 30: three and five bar
 backbeat of 4/4) are neither odd nor regular."""
 
 REGULAR_GROUPINGS: tuple[int, ...] = (4, 6, 8, 12, 16, 24, 32)
-"""Bar lengths in tatums of duple and triple metres: 2/4, 3/4, 4/4, 6/4 and 12/8, two bars of 4/4,
-two bars of 6/4 (or 3/4 counted in eighths), four bars of 4/4."""
+"""Bar lengths in tatums of duple and triple metres: 2/4, 3/4, 4/4, 6/4 and 12/8, two bars of 4/4;
+and 24 and 32 (12 and 16 beats): two bars of 6/4, or of 4/4 with the tracker on the eighths."""
 
 MAX_GROUPING: int = 32
 """Longest bar length the metre evidence looks for, in tatums: 16 beats."""
