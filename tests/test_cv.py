@@ -138,3 +138,20 @@ def test_the_folds_default_model_ties_break_by_preference_and_skipped_songs_are_
     ev = collect(tmp_path, folds=4, repeats=1)
     assert ev.default_model == "cnn"                          # 2-2: cnn comes first in the preference
     assert [p for p, _ in ev.skipped] == [f"short{k}.wav" for k in range(4)]
+
+
+def test_the_configurations_record_the_placement_the_runs_judge_with(tmp_path):
+    """cv.json and a run's config.json say where each recipe places a judged song's snippets, and
+    cv.json's plan reads back the same."""
+    from progrock.cv import plan_from_json, plan_to_json
+    from progrock.training.fit import FitPlan
+    from progrock.workflow import _config
+
+    for recipe, placement in (("default", (0.0, 2.5)), ("seed", (10.0, 5.0))):
+        plan = FitPlan(recipe=recipe)
+        d = plan_to_json(plan)
+        assert (d["snippet_config"]["predict_start"], d["snippet_config"]["predict_hop"]) == placement
+        back = plan_from_json(json.loads(json.dumps(d)))
+        assert back.run_snippets().placement(None) == placement and plan_to_json(back) == d
+        run = _config(tmp_path, tmp_path / "manifest.csv", plan, [], cache=tmp_path, split_seed=0)
+        assert (run["snippets"]["predict_start"], run["snippets"]["predict_hop"]) == placement

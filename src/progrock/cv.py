@@ -127,7 +127,7 @@ def _fold_job(args: tuple) -> dict:
 def plan_to_json(plan: FitPlan) -> dict:
     return {"recipe": plan.recipe, "models": list(plan.models), "folds": plan.folds, "patience": plan.patience,
             "train_config": plan.train_config.to_dict(), "model_config": plan.model_config.to_dict(),
-            "snippet_config": plan.snippet_config.to_dict()}
+            "snippet_config": plan.run_snippets().to_dict()}
 
 
 def plan_from_json(d: dict) -> FitPlan:
