@@ -79,6 +79,13 @@ strongest fifth, whose threshold then carries better to other songs (BENCHMARKS.
 LOGISTIC_CS = (0.01, 0.03, 0.1, 0.3, 1.0)
 """The logistic models' candidate inverse regularisations (``C``)."""
 
+LOGISTIC_THRESHOLD: float = 0.5
+"""The threshold of the logistic models (``logreg`` and ``structure``). They are fitted with
+balanced class weights, so 0.5 is where they weigh a missed prog song and a false alarm alike: the
+balanced accuracy's decision. A threshold chosen on the 120 validation and out-of-fold songs of a
+demo-sized run moved between 0.26 and 0.74 from one seed's corpus to the next, with a song or two,
+while the model's ranking barely changed."""
+
 MODELS = ("cnn", "cnn_mean", "logreg", "extratrees", "structure", "musicnn", "musicnn_head")
 """Every model a run can hold, in the order they are reported."""
 
@@ -178,14 +185,6 @@ def _gives_snippets(name: str, x: np.ndarray, config: SnippetConfig) -> bool:
     except SnippetError:
         return False
     return True
-
-
-LOGISTIC_THRESHOLD: float = 0.5
-"""The threshold of the logistic models (``logreg`` and ``structure``). They are fitted with
-balanced class weights, so 0.5 is where they weigh a missed prog song and a false alarm alike: the
-balanced accuracy's decision. A threshold chosen on the 120 validation and out-of-fold songs of a
-demo-sized run moved between 0.26 and 0.74 from one seed's corpus to the next, with a song or two,
-while the model's ranking barely changed."""
 
 
 def _threshold(y: np.ndarray, scores: np.ndarray) -> float:
@@ -380,7 +379,8 @@ def _fit_classical(run: Run, name: str, input_name: str, train: Songs, y_train, 
                    plan: FitPlan, cnn: dict | None = None, val_cnn: dict | None = None, *,
                    groups: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Fit a classical model on the training songs' input, its threshold on validation (and the
-    training songs' out-of-fold probabilities when pooled); the training input and those probabilities.
+    training songs' out-of-fold probabilities when pooled), or :data:`LOGISTIC_THRESHOLD` for a
+    logistic one; the training input and those probabilities.
 
     The out-of-fold probabilities come from refits on :func:`_song_folds` of
     the training songs, each without the fold it predicts.
@@ -409,16 +409,16 @@ def _fit_classical(run: Run, name: str, input_name: str, train: Songs, y_train, 
     for k in range(plan.folds):
         out = folds == k
         held[out] = _fit_kind(kind, X_train[~out], y_train[~out], seed=seed, C=C).predict(X_train[out])
-    p_val = model.predict(X(val, val_cnn))
-    rule = "chosen on the validation songs"
-    if kind == "logistic":
+    if kind == "logistic":                 # no validation input needed: the threshold is fixed
         threshold, rule = LOGISTIC_THRESHOLD, ("0.5, where a logistic fitted with balanced class weights "
                                               "weighs both classes alike")
-    elif plan.thresholds == "pooled":
-        threshold = _threshold(np.concatenate([y_val, y_train]), np.concatenate([p_val, held]))
-        rule = "chosen on the validation songs and the training songs' out-of-fold probabilities"
     else:
-        threshold = _threshold(y_val, p_val)
+        p_val = model.predict(X(val, val_cnn))
+        if plan.thresholds == "pooled":
+            threshold = _threshold(np.concatenate([y_val, y_train]), np.concatenate([p_val, held]))
+            rule = "chosen on the validation songs and the training songs' out-of-fold probabilities"
+        else:
+            threshold, rule = _threshold(y_val, p_val), "chosen on the validation songs"
     run.entries[name] = ModelEntry(model.kind, TITLES[name], "mean", threshold, input=input_name,
                                    threshold_rule=rule + ("" if C is None else f"; C = {C:g}"))
     return X_train, held
