@@ -123,9 +123,10 @@ def test_structure_model_reads_the_descriptors_and_the_cnns_mean_probability(fit
 
     data, _plan, runs = fitted
     run = runs["pooled"]
-    assert run.entries["structure"].input == "structure"
-    assert run.classical["structure"].n_inputs == len(DESCRIPTOR_NAMES) + 1
+    entry, model = run.entries["structure"], run.classical["structure"]
     assert input_names("structure") == list(DESCRIPTOR_NAMES) + ["cnn_mean"]
+    assert entry.input == "structure" and entry.columns == tuple(input_names("structure"))   # recorded
+    assert "repetition" in entry.columns and model.n_inputs == len(DESCRIPTOR_NAMES) + 1
     val, _ = _songs(data, "validation", run.snippet_config)
     judged = run.judge(val, ["cnn_mean", "structure"]).results
     for i, (mean_row, row) in enumerate(zip(judged["cnn_mean"], judged["structure"])):
@@ -133,3 +134,51 @@ def test_structure_model_reads_the_descriptors_and_the_cnns_mean_probability(fit
                                 snippet_probs=np.array(row.snippet_probs), duration=val.durations[i])
         assert x[-1] == pytest.approx(mean_row.probability, abs=1e-4)       # the ensemble's mean, as cnn_mean
         assert x.shape == (len(DESCRIPTOR_NAMES) + 1,)
+        assert row.probability == pytest.approx(float(model.predict(x[None])[0]), abs=1e-4)
+        assert {e["input"] for e in row.explanation} <= set(entry.columns)
+
+
+def test_a_structure_model_saved_before_columns_were_recorded_reads_its_old_input(fitted, tmp_path):
+    """A run saved before models recorded their columns has no ``columns`` in model.json and a model
+    fitted on the whole input as it was then: every descriptor but those added since, and the mean."""
+    import copy
+    import json
+
+    from progrock.model import classical
+    from progrock.model.inputs import ADDED_ENTRIES, INPUTS, input_names, select_columns
+    from progrock.model.run import load_run, save_run
+
+    data, _plan, runs = fitted
+    run = runs["pooled"]
+    train, y_train = _songs(data, "train", run.snippet_config)
+    old = [n for n in input_names("structure") if n not in ADDED_ENTRIES]
+    assert "repetition" not in old and len(old) == len(input_names("structure")) - len(ADDED_ENTRIES)
+    fr = run.snippet_config.frame_rate
+    probs = [r.snippet_probs for r in run.judge(train, ["structure"]).results["structure"]]
+    X = np.stack([INPUTS["structure"](x, frame_rate=fr, snippet_probs=np.array(p), duration=d)
+                  for x, p, d in zip(train.features["seed43"], probs, train.durations)])
+    legacy = classical.fit_logistic(select_columns(X, "structure", old), y_train, C=0.1)
+    old_run = copy.copy(run)                     # the module's run stays as it is
+    old_run.classical = {**run.classical, "structure": legacy}
+    save_run(tmp_path / "old", old_run)
+    meta_path = tmp_path / "old" / "model.json"
+    meta = json.loads(meta_path.read_text())
+    del meta["models"]["structure"]["columns"]
+    meta_path.write_text(json.dumps(meta))
+    loaded = load_run(tmp_path / "old")
+    assert loaded.entries["structure"].columns == ()
+    val, _ = _songs(data, "validation", run.snippet_config)
+    rows = loaded.judge(val, ["structure"]).results["structure"]
+    Xv = np.stack([INPUTS["structure"](x, frame_rate=fr, snippet_probs=np.array(r.snippet_probs), duration=d)
+                   for x, r, d in zip(val.features["seed43"], rows, val.durations)])
+    expected = legacy.predict(select_columns(Xv, "structure", old))
+    np.testing.assert_allclose([r.probability for r in rows], expected, atol=1e-4)
+
+
+def test_a_recorded_column_this_version_does_not_compute_is_refused():
+    from progrock.errors import ModelError
+    from progrock.model.inputs import columns_of
+
+    assert columns_of("structure", ("odd_metre_mean", "cnn_mean")) == ["odd_metre_mean", "cnn_mean"]
+    with pytest.raises(ModelError, match="metre_wobble"):
+        columns_of("structure", ("odd_metre_mean", "metre_wobble"))

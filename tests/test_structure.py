@@ -279,6 +279,47 @@ def test_reprise_is_higher_when_a_returns(forms):
     assert abc < 0.15 and aba > abc + 0.2
 
 
+def random_triads(n: int, *, seed: int) -> list[tuple[int, ...]]:
+    """``n`` major or minor triads on random roots: harmony that never settles into a sequence."""
+    rng = np.random.default_rng(seed)
+    return [triad(int(r), bool(m)) for r, m in zip(rng.integers(55, 67, n), rng.integers(0, 2, n))]
+
+
+@pytest.fixture(scope="module")
+def verse_chorus_and_through_composed():
+    """60 s each: a verse and a chorus of four chords (2.5 s each) taking turns, A B A B A B;
+    and six 10-s sections of four chords never heard before."""
+    verse, chorus = major_progression(60, 4), [triad(57, True), triad(65), triad(67), triad(64)]
+    pop = tones((verse + chorus) * 3, chord_s=2.5, partials=[1, .5, .3, .2])
+    through = tones(random_triads(24, seed=5), chord_s=2.5, partials=[1, .5, .3, .2])
+    return {name: st.analyse_song(seed43(as_audio(y)), frame_rate=FRAME_RATE)
+            for name, y in (("pop", pop), ("through", through))}
+
+
+def test_repetition_high_when_verse_and_chorus_return(verse_chorus_and_through_composed):
+    pop, through = verse_chorus_and_through_composed["pop"], verse_chorus_and_through_composed["through"]
+    assert pop.repetition > 0.8                  # every 8-s phrase comes back 20 s later
+    assert through.repetition < 0.5 and pop.repetition > through.repetition + 0.3
+    assert dict(zip(NAMES, st.descriptors(pop)))["repetition"] == pytest.approx(pop.repetition)
+
+
+def test_repetition_of_block_features_with_known_returns():
+    rng = np.random.default_rng(7)
+    period = rng.standard_normal((20, 12))
+    tiled = np.tile(period, (3, 1))                          # 60 blocks, every phrase returns 20 blocks on
+    assert st.repetition(tiled, phrase_blocks=8, min_lag_blocks=16) == pytest.approx(1.0)
+    X = rng.standard_normal((60, 12))
+    X[40:] = X[:20]                                          # the first third returns at the end
+    naive = []                                               # the definition, phrase by phrase
+    Z = [X[i:i + 8].ravel() for i in range(53)]
+    for i in range(53):
+        sims = [Z[i] @ Z[j] / np.linalg.norm(Z[i]) / np.linalg.norm(Z[j]) for j in range(53) if abs(i - j) >= 16]
+        naive.append(max(sims))
+    assert st.repetition(X, phrase_blocks=8, min_lag_blocks=16) == pytest.approx(np.mean(naive), abs=1e-12)
+    assert 0.2 < np.mean(naive) < 0.7                       # 13 of 53 phrases return exactly
+    assert st.repetition(X[:23], phrase_blocks=8, min_lag_blocks=16) == 0.0     # too short for a return
+
+
 def test_timbre_variety_grows_with_different_sections(forms):
     steady = describe(as_audio(music(36.0, seed=4)))
     assert steady["sections"] == 1 and steady["timbre_variety"] == 0.0

@@ -12,7 +12,9 @@ describe those traits from the per-frame features the cache already holds
 * sections from a self-similarity novelty curve over 1-s blocks
   (:func:`section_boundaries`), and what they hold: loudness
   (:func:`section_loudness`), timbre (:func:`timbre_variety`), returns
-  (:func:`reprise`);
+  (:func:`reprise`); how much of the harmony comes back at all, whatever the
+  sections (:func:`repetition`: verse-chorus songs repeat their chord
+  sequences, through-composed ones move on);
 * one vector per song (:func:`describe_song`, named by
   :data:`DESCRIPTOR_NAMES`) and the arrays to draw along the song
   (:func:`song_timeline`).
@@ -65,6 +67,13 @@ KERNEL_SECONDS: float = 8.0
 
 NOVELTY_DELTA: float = 0.1
 """How far a novelty peak must rise above its local mean to mark a section boundary."""
+
+PHRASE_SECONDS: float = 8.0
+"""Length of the harmonic phrases :func:`repetition` compares: about four bars at 120 BPM."""
+
+MIN_RETURN_SECONDS: float = 16.0
+"""A phrase counts as coming back only where it starts at least this long before or after
+itself (two phrases): a section that loops a riff is not yet a return."""
 
 QUIET_DB: float = 10.0
 """A section this many dB below the song's loudest section counts as quiet."""
@@ -557,6 +566,17 @@ def key_changes(keys: np.ndarray, *, min_windows: int = MIN_WINDOWS) -> tuple[np
 # Sections
 
 
+EMBEDDING_GROUPS: tuple[str, ...] = ("mfcc", "mel_db", "chroma")
+"""The ``seed43`` row groups of :func:`block_embedding`, in column order."""
+
+
+def embedding_columns(group: str) -> slice:
+    """The columns of :func:`block_embedding`'s ``X`` that hold one of :data:`EMBEDDING_GROUPS`."""
+    sizes = [len(_seed43_rows()[g]) for g in EMBEDDING_GROUPS]
+    i = EMBEDDING_GROUPS.index(group)
+    return slice(sum(sizes[:i]), sum(sizes[:i + 1]))
+
+
 def block_embedding(features: np.ndarray, *, frame_rate: float, block_seconds: float = BLOCK_SECONDS
                     ) -> tuple[np.ndarray, np.ndarray]:
     """Feature vectors of consecutive blocks of about ``block_seconds``, for self-similarity.
@@ -576,6 +596,7 @@ def block_embedding(features: np.ndarray, *, frame_rate: float, block_seconds: f
     Returns
     -------
     X : np.ndarray [shape=(n_blocks, 42), dtype=float64]
+        Columns: MFCC, mel dB, chroma (:data:`EMBEDDING_GROUPS`, :func:`embedding_columns`).
     starts : np.ndarray [shape=(n_blocks,), dtype=int64]
         First frame of each block; a tail shorter than half a block joins the last one.
     """
@@ -586,7 +607,7 @@ def block_embedding(features: np.ndarray, *, frame_rate: float, block_seconds: f
         starts = starts[:-1]  # a short tail joins the last block
     counts = np.diff(np.append(starts, n))
     groups = []
-    for rows in (_seed43_rows()["mfcc"], _seed43_rows()["mel_db"], _seed43_rows()["chroma"]):
+    for rows in (_seed43_rows()[g] for g in EMBEDDING_GROUPS):
         block = np.add.reduceat(np.asarray(features[rows], dtype=np.float64), starts, axis=1) / counts
         groups.append(_zscore_rows(block) / np.sqrt(len(rows)))
     return np.vstack(groups).T, starts
@@ -722,6 +743,51 @@ def reprise(X: np.ndarray, *, section_starts: np.ndarray) -> float:
     return float(np.sum(best * lengths) / max(np.sum(lengths), 1.0))
 
 
+def repetition(X: np.ndarray, *, phrase_blocks: int, min_lag_blocks: int) -> float:
+    """How much of the song comes back: -1 to 1, high for verse-chorus songs, low for through-composed ones.
+
+    Each phrase of ``phrase_blocks`` consecutive blocks (a time-delay
+    embedding of the rows of ``X``, as ``librosa.feature.stack_memory`` but
+    without padding) is compared by cosine similarity with every phrase that
+    starts at least ``min_lag_blocks`` before or after it; the best match of
+    each phrase is averaged over the song. Sequences are compared, not single
+    blocks, so a chord that recurs in a new progression does not count as a
+    return. Independent of the section boundaries. The similarities are
+    computed a few hundred rows at a time: memory grows with the song's
+    length, not with its square.
+
+    Parameters
+    ----------
+    X : np.ndarray [shape=(n_blocks, n_dims)]
+        Block features, e.g. the chroma columns of :func:`block_embedding`.
+    phrase_blocks : int
+        Blocks per phrase (at least 1).
+    min_lag_blocks : int
+        Closest start of a phrase that counts as a return (at least 1).
+
+    Returns
+    -------
+    float
+        0 when the song is too short to hold two phrases that far apart
+        (``n_blocks < phrase_blocks + min_lag_blocks``).
+    """
+    X = np.asarray(X, dtype=np.float64)
+    k, lag = max(1, int(phrase_blocks)), max(1, int(min_lag_blocks))
+    n = len(X) - k + 1                                         # phrases
+    if n <= lag:
+        return 0.0
+    Z = np.lib.stride_tricks.sliding_window_view(X, k, axis=0).reshape(n, -1)
+    U = _unit_rows(Z)
+    best = np.empty(n)
+    chunk = 256
+    for a in range(0, n, chunk):
+        S = U[a:a + chunk] @ U.T                               # (rows, n)
+        i = np.arange(a, min(a + chunk, n))[:, None]
+        S[np.abs(i - np.arange(n)[None, :]) < lag] = -np.inf
+        best[a:a + chunk] = S.max(axis=1)
+    return float(np.mean(np.clip(best[np.isfinite(best)], -1.0, 1.0)))
+
+
 def section_loudness(level_db: np.ndarray, *, section_starts: np.ndarray) -> np.ndarray:
     """Loudness of each section: the median frame level, in dB.
 
@@ -825,6 +891,7 @@ class SongStructure:
     section_db: np.ndarray
     reprise: float
     timbre_variety: float
+    repetition: float
 
 
 def check_features(features: np.ndarray) -> np.ndarray:
@@ -883,6 +950,9 @@ def _sections(x: np.ndarray, level: np.ndarray, *, frame_rate: float) -> dict:
                 section_seconds=np.diff(np.append(starts_f, b - a)) / frame_rate,
                 section_db=section_loudness(level[a:b], section_starts=starts_f),
                 reprise=reprise(X, section_starts=starts_b),
+                repetition=repetition(X[:, embedding_columns("chroma")],
+                                      phrase_blocks=int(round(PHRASE_SECONDS / BLOCK_SECONDS)),
+                                      min_lag_blocks=int(round(MIN_RETURN_SECONDS / BLOCK_SECONDS))),
                 timbre_variety=timbre_variety(x[_seed43_rows()["mfcc"], a:b], section_starts=starts_f))
 
 
@@ -930,6 +1000,7 @@ DESCRIPTORS: dict[str, str] = {
     "sections": "sections of the sounding part of the song, count",
     "section_mean_s": "mean section length, s",
     "reprise": "length-weighted best similarity of each section to a non-adjacent earlier one, 0-1",
+    "repetition": "mean best similarity of each 8-s chroma phrase to one at least 16 s away, -1 to 1",
     "loudness_range_db": "loudest minus quietest section (median levels), dB",
     "loudness_spread_db": "length-weighted std of the sections' levels, dB",
     "quiet_share": "share of the sounding time in sections >= 10 dB below the loudest, 0-1",
@@ -956,7 +1027,7 @@ def descriptors(s: SongStructure) -> np.ndarray:
         float(np.mean(s.odd_metre >= 0.5)), len(s.metre_changes), len(s.key_changes),
         len(s.key_changes) / minutes, max(1, len(set(s.stable_keys))), float(np.mean(s.keys < 12)),
         float(np.mean(s.key_clarity)), len(s.section_starts), float(np.mean(s.section_seconds)),
-        s.reprise, range_db, spread_db, quiet, s.timbre_variety,
+        s.reprise, s.repetition, range_db, spread_db, quiet, s.timbre_variety,
     ]
     out = np.asarray(values, dtype=np.float64)
     return np.where(np.isfinite(out), out, 0.0)

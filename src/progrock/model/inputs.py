@@ -19,12 +19,16 @@ song, so the two cannot drift apart.
     the descriptors and the whole profile of the CNN's snippet probabilities
     along the song (:func:`snippet_profile`), for comparison.
 
+A model may read only some entries of its input: it records their names
+(:class:`progrock.model.run.ModelEntry` ``columns``, :func:`columns_of`), so
+an input can gain entries without changing what a saved model reads.
+
 The musicnn models read their feature set's rows directly (tags, embeddings per patch).
 """
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -107,6 +111,46 @@ def input_names(name: str) -> list[str]:
     from progrock.features.summary import statistics_names
 
     return statistics_names(FeatureConfig.named("seed43").feature_names)
+
+
+ADDED_ENTRIES: frozenset[str] = frozenset({"repetition"})
+"""Entries added to an input after runs were first saved. A model saved before models recorded the
+entries they read was fitted on its whole input as it was then: without these."""
+
+
+def columns_of(name: str, columns: Sequence[str] = ()) -> list[str]:
+    """The entries of input ``name`` a model reads, in order.
+
+    Parameters
+    ----------
+    name : str
+        A key of :data:`INPUTS`.
+    columns : sequence of str
+        The entries the model recorded; empty for a model saved before
+        models recorded them (then: the whole input without :data:`ADDED_ENTRIES`).
+
+    Returns
+    -------
+    list of str
+
+    Raises
+    ------
+    ModelError
+        A recorded entry this version does not compute.
+    """
+    from progrock.errors import ModelError
+
+    names = input_names(name)
+    cols = list(columns) if len(columns) else [n for n in names if n not in ADDED_ENTRIES]
+    if unknown := [c for c in cols if c not in names]:
+        raise ModelError(f"the model reads {unknown} of its input {name!r}, which this version does not compute")
+    return cols
+
+
+def select_columns(X: np.ndarray, name: str, columns: Sequence[str]) -> np.ndarray:
+    """The columns ``columns`` (names from :func:`columns_of`) of the rows ``X [n, len(input_names(name))]``."""
+    names = input_names(name)
+    return np.asarray(X)[:, [names.index(c) for c in columns]]
 
 
 INPUTS: dict[str, Callable[..., np.ndarray]] = {

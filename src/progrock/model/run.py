@@ -68,6 +68,10 @@ class ModelEntry:
         A classical model's input (a key of :data:`progrock.model.inputs.INPUTS`).
     threshold_rule : str
         How the threshold was chosen, for people.
+    columns : tuple of str
+        The entries of ``input`` a classical model reads, in order
+        (:func:`progrock.model.inputs.columns_of`); empty in runs saved before
+        models recorded them.
     """
 
     kind: str
@@ -76,12 +80,14 @@ class ModelEntry:
     threshold: float
     input: str = ""
     threshold_rule: str = ""
+    columns: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS or self.rule not in RULES:
             raise ModelError(f"unknown model kind {self.kind!r} or rule {self.rule!r}")
         if not 0.0 < float(self.threshold) < 1.0:
             raise ModelError(f"threshold {self.threshold} is not in (0, 1)")
+        self.columns = tuple(str(c) for c in self.columns)
 
     @property
     def feature_sets(self) -> tuple[str, ...]:
@@ -272,14 +278,16 @@ class Run:
         return self._verdict(name, entry, songs, i, np.arange(len(probs)) * PATCH_SECONDS, probs, PATCH_SECONDS)
 
     def _song_level(self, name: str, entry: ModelEntry, songs: Songs, cnn) -> list[SongResult]:
-        from progrock.model.inputs import INPUTS, input_names
+        from progrock.model.inputs import INPUTS, columns_of, select_columns
 
         make = INPUTS[entry.input]
+        columns = columns_of(entry.input, entry.columns)
         c = self.snippet_config
         X = np.stack([make(x, frame_rate=c.frame_rate, duration=songs.durations[i],
                            snippet_probs=cnn[i][1] if cnn else None,
                            snippet_starts=cnn[i][0] / c.frame_rate if cnn else None)
-                      for i, x in enumerate(songs.features["seed43"])]) if songs.names else np.zeros((0, 1))
+                      for i, x in enumerate(songs.features["seed43"])]) if songs.names else None
+        X = select_columns(X, entry.input, columns) if X is not None else np.zeros((0, len(columns)))
         model = self.classical[name]
         probs = model.predict(X) if len(X) else np.zeros(0)
         results = []
@@ -289,7 +297,7 @@ class Run:
                            duration=round(float(songs.durations[i]), 2), snippet_seconds=0.0,
                            threshold=entry.threshold, rule="mean", model=name, truth=songs.truths[i])
             if model.kind == "logistic":
-                r.explanation = _explain(model.contributions(X[i:i + 1])[0], X[i], input_names(entry.input))
+                r.explanation = _explain(model.contributions(X[i:i + 1])[0], X[i], columns)
             if entry.input == "structure" and cnn:             # its evidence along the song: the CNN's snippets
                 starts, snippet_probs = cnn[i]
                 r.n_snippets, r.snippet_seconds = len(snippet_probs), round(c.length / c.frame_rate, 2)
