@@ -435,6 +435,7 @@ def test_real_recordings_give_sane_descriptors():
         assert 1 <= d["sections"] <= d["duration_s"] / st.KERNEL_SECONDS, (path, d)
         assert 0.0 <= d["odd_metre_mean"] <= d["odd_metre_max"] <= 1.0
         assert 0.0 <= d["reprise"] <= 1.0 and 0.0 <= d["quiet_share"] <= 1.0
+        assert -1.0 <= d["repetition"] <= 1.0
 
 
 def test_structure_svg_draws_every_section_key_and_window():
