@@ -283,11 +283,11 @@ class Run:
         make = INPUTS[entry.input]
         columns = columns_of(entry.input, entry.columns)
         c = self.snippet_config
-        X = np.stack([make(x, frame_rate=c.frame_rate, duration=songs.durations[i],
-                           snippet_probs=cnn[i][1] if cnn else None,
-                           snippet_starts=cnn[i][0] / c.frame_rate if cnn else None)
-                      for i, x in enumerate(songs.features["seed43"])]) if songs.names else None
-        X = select_columns(X, entry.input, columns) if X is not None else np.zeros((0, len(columns)))
+        rows = [make(x, frame_rate=c.frame_rate, duration=songs.durations[i],
+                     snippet_probs=cnn[i][1] if cnn else None,
+                     snippet_starts=cnn[i][0] / c.frame_rate if cnn else None)
+                for i, x in enumerate(songs.features["seed43"])]
+        X = select_columns(np.stack(rows), entry.input, columns) if rows else np.zeros((0, len(columns)))
         model = self.classical[name]
         probs = model.predict(X) if len(X) else np.zeros(0)
         results = []

@@ -377,28 +377,25 @@ def _one_song_score(probs: np.ndarray, rule: str) -> float:
 
 def _fit_classical(run: Run, name: str, input_name: str, train: Songs, y_train, val: Songs, y_val,
                    plan: FitPlan, cnn: dict | None = None, val_cnn: dict | None = None, *,
-                   groups: np.ndarray | None = None, columns: tuple[str, ...] | None = None
-                   ) -> tuple[np.ndarray, np.ndarray]:
-    """Fit a classical model on the training songs' input (its entries ``columns``, recorded in the
-    model's entry; all of them when omitted), its threshold on validation (and the training songs'
-    out-of-fold probabilities when pooled), or :data:`LOGISTIC_THRESHOLD` for a logistic one; the
-    training input and those probabilities.
+                   groups: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Fit a classical model on the training songs' input (every entry of it, recorded in the model's
+    entry as its ``columns``), its threshold on validation (and the training songs' out-of-fold
+    probabilities when pooled), or :data:`LOGISTIC_THRESHOLD` for a logistic one; the training input
+    and those probabilities.
 
     The out-of-fold probabilities come from refits on :func:`_song_folds` of
     the training songs, each without the fold it predicts.
     """
-    from progrock.model.inputs import INPUTS, input_names, select_columns
+    from progrock.model.inputs import INPUTS, input_names
 
     make = INPUTS[input_name]
     fr = run.snippet_config.frame_rate
-    columns = tuple(input_names(input_name) if columns is None else columns)
 
     def X(songs: Songs, profiles: dict | None) -> np.ndarray:
-        return select_columns(np.stack([make(x, frame_rate=fr, duration=d,
-                                             snippet_probs=profiles[n][1] if profiles else None,
-                                             snippet_starts=profiles[n][0] if profiles else None)
-                                        for n, x, d in zip(songs.names, songs.features["seed43"], songs.durations)]),
-                              input_name, columns)
+        return np.stack([make(x, frame_rate=fr, duration=d,
+                              snippet_probs=profiles[n][1] if profiles else None,
+                              snippet_starts=profiles[n][0] if profiles else None)
+                         for n, x, d in zip(songs.names, songs.features["seed43"], songs.durations)])
 
     seed = plan.train_config.seed
     kind = "forest" if name == "extratrees" else "logistic"
@@ -424,7 +421,8 @@ def _fit_classical(run: Run, name: str, input_name: str, train: Songs, y_train, 
         else:
             threshold, rule = _threshold(y_val, p_val), "chosen on the validation songs"
     run.entries[name] = ModelEntry(model.kind, TITLES[name], "mean", threshold, input=input_name,
-                                   threshold_rule=rule + ("" if C is None else f"; C = {C:g}"), columns=columns)
+                                   threshold_rule=rule + ("" if C is None else f"; C = {C:g}"),
+                                   columns=tuple(input_names(input_name)))
     return X_train, held
 
 
@@ -448,7 +446,7 @@ def _fit_structure(run: Run, train: Songs, y_train, val: Songs, y_val, plan: Fit
                              groups=groups)
         entry = run.entries["structure"]
         entry.title = "Song structure (logistic; descriptors only, no out-of-fold CNN)"
-        run.classical["structure"].arrays["coef"][np.array([c.startswith("cnn_") for c in entry.columns])] = 0.0
+        run.classical["structure"].arrays["coef"][np.array([col.startswith("cnn_") for col in entry.columns])] = 0.0
         return out
     return _fit_classical(run, "structure", STRUCTURE_INPUT, train, y_train, val, y_val, plan, oof, val_cnn,
                           groups=groups)
