@@ -182,3 +182,21 @@ def test_a_recorded_column_this_version_does_not_compute_is_refused():
     assert columns_of("structure", ("odd_metre_mean", "cnn_mean")) == ["odd_metre_mean", "cnn_mean"]
     with pytest.raises(ModelError, match="metre_wobble"):
         columns_of("structure", ("odd_metre_mean", "metre_wobble"))
+
+
+def test_a_run_whose_model_reads_an_entry_this_version_does_not_compute_is_refused_when_loaded(fitted, tmp_path):
+    """A run saved by a later progrock (its structure model reads a descriptor this one lacks) is
+    refused by ``load_run``, naming the run's model.json and the entry, before any song is judged."""
+    import json
+
+    from progrock.errors import ModelError
+    from progrock.model.run import load_run, save_run
+
+    _data, _plan, runs = fitted
+    save_run(tmp_path / "later", runs["pooled"])
+    meta_path = tmp_path / "later" / "model.json"
+    meta = json.loads(meta_path.read_text())
+    meta["models"]["structure"]["columns"] = [*meta["models"]["structure"]["columns"], "metre_wobble"]
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(ModelError, match=r"later.model\.json.*metre_wobble.*does not compute"):
+        load_run(tmp_path / "later")

@@ -444,10 +444,14 @@ def _run_from_checkpoint(json_path: Path) -> Run:
 
 def _run_from_description(json_path: Path, meta: dict) -> Run:
     from progrock.model.checkpoint import load_weights, read_tensors, verified_file
+    from progrock.model.inputs import columns_of
 
     if tuple(meta["class_names"]) != tuple(CLASSES):
         raise ModelError(f"{json_path}: class names {meta['class_names']} are not {list(CLASSES)}")
     entries = {n: ModelEntry(**e) for n, e in meta["models"].items()}
+    for entry in entries.values():            # an input entry this version does not compute: refused now
+        if entry.input:
+            columns_of(entry.input, entry.columns)
     weights_path = verified_file(json_path, str(meta["weights"]["file"]), str(meta["weights"]["sha256"]))
     tensors = read_tensors(weights_path)
     networks = []
