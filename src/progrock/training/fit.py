@@ -414,6 +414,8 @@ def _fit_classical(run: Run, name: str, input_name: str, train: Songs, y_train, 
         threshold, rule = LOGISTIC_THRESHOLD, ("0.5, where a logistic fitted with balanced class weights "
                                               "weighs both classes alike")
     else:
+        if cnn is not None and val_cnn is None:
+            raise ValueError(f"{name}: a model that reads the CNN needs the validation songs' CNN probabilities")
         p_val = model.predict(X(val, val_cnn))
         if plan.thresholds == "pooled":
             threshold = _threshold(np.concatenate([y_val, y_train]), np.concatenate([p_val, held]))
@@ -437,9 +439,9 @@ def _fit_kind(kind: str, X: np.ndarray, y: np.ndarray, *, seed: int, C: float | 
 def _fit_structure(run: Run, train: Songs, y_train, val: Songs, y_val, plan: FitPlan, oof: dict | None, *,
                    groups: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The structure model: the training songs' CNN probabilities out of fold; without them (the
-    seed recipe) the CNN's part is left out rather than taken from a network that learnt the songs."""
-    c = run.snippet_config
-    val_cnn = {n: (s / c.frame_rate, p) for n, (s, p) in zip(val.names, run._cnn_snippets(val))}
+    seed recipe) the CNN's part is left out rather than taken from a network that learnt the songs.
+    A logistic model's threshold is fixed (:data:`LOGISTIC_THRESHOLD`), so the validation songs' CNN
+    probabilities are never needed here."""
     if oof is None or not all(n in oof for n in train.names):
         zero = {k: (np.zeros(0), np.zeros(0)) for k in set(train.names) | set(val.names)}
         out = _fit_classical(run, "structure", STRUCTURE_INPUT, train, y_train, val, y_val, plan, zero, zero,
@@ -448,8 +450,7 @@ def _fit_structure(run: Run, train: Songs, y_train, val: Songs, y_val, plan: Fit
         entry.title = "Song structure (logistic; descriptors only, no out-of-fold CNN)"
         run.classical["structure"].arrays["coef"][np.array([col.startswith("cnn_") for col in entry.columns])] = 0.0
         return out
-    return _fit_classical(run, "structure", STRUCTURE_INPUT, train, y_train, val, y_val, plan, oof, val_cnn,
-                          groups=groups)
+    return _fit_classical(run, "structure", STRUCTURE_INPUT, train, y_train, val, y_val, plan, oof, groups=groups)
 
 
 def _training_out_of_fold(run: Run, train: Songs, y_train: np.ndarray, oof: dict,
