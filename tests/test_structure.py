@@ -457,3 +457,50 @@ def test_structure_svg_draws_every_section_key_and_window():
     # The quiet intro is paler than the loud section that follows it.
     fills = [r.get("fill") for r in rects if (r.findtext("title") or "").startswith("section ")]
     assert int(fills[0][1:3], 16) > int(fills[1][1:3], 16)
+
+
+# ---------------------------------------------------------------------------
+# Structure evidence along the song, for the CNN
+
+
+def test_structure_rows_follow_metre_and_tempo_along_the_song(seven_eight_then_four_four):
+    s = seven_eight_then_four_four
+    n = int(round(s.duration * FRAME_RATE))
+    rows = st.structure_rows(s, n_frames=n, frame_rate=FRAME_RATE)
+    assert rows.shape == (len(st.STRUCTURE_ROWS), n) and rows.dtype == np.float32
+    t = np.arange(n) / FRAME_RATE
+    seven, four = t < 30.0 - st.WINDOW_SECONDS / 2, t > 30.0 + st.WINDOW_SECONDS / 2
+    odd = rows[st.STRUCTURE_ROWS.index("odd_metre")]
+    assert odd[seven].mean() >= 0.6 and odd[four].max() <= 0.2
+    tempo = rows[st.STRUCTURE_ROWS.index("tempo_offset_oct")]
+    lo, hi = np.log2(150 * (1 - TEMPO_RTOL) / (120 * (1 + TEMPO_RTOL))), np.log2(150 * (1 + TEMPO_RTOL) / (120 * (1 - TEMPO_RTOL)))
+    assert lo <= tempo[four].mean() - tempo[seven].mean() <= hi            # log2(150 / 120) = 0.32 octaves
+    # interpolated between the analysis windows, held beyond the first and the last
+    np.testing.assert_allclose(odd, np.interp(t, s.tempo_times, s.odd_metre), atol=1e-6)
+
+
+def test_structure_rows_mark_the_key_away_from_home():
+    """36 s in C major, then 48 s in D major: D is home, the C major start is away."""
+    y = np.concatenate([tones(major_progression(60, 18), chord_s=2.0, partials=[1, .5, .3, .2]),
+                        tones(major_progression(62, 24), chord_s=2.0, partials=[1, .5, .3, .2], seed=1)])
+    s = st.analyse_song(seed43(as_audio(y)), frame_rate=FRAME_RATE)
+    n = int(round(s.duration * FRAME_RATE))
+    away = st.structure_rows(s, n_frames=n, frame_rate=FRAME_RATE)[st.STRUCTURE_ROWS.index("away_from_home_key")]
+    t = np.arange(n) / FRAME_RATE
+    assert away[t < 36.0 - st.WINDOW_SECONDS / 2].min() == 1.0
+    assert away[t > 36.0 + st.WINDOW_SECONDS / 2].max() == 0.0
+
+
+def test_structure_rows_say_which_phrases_return(verse_chorus_and_through_composed):
+    for name, low, high in (("pop", 0.8, 1.0), ("through", -1.0, 0.5)):
+        s = verse_chorus_and_through_composed[name]
+        n = int(round(s.duration * FRAME_RATE))
+        ret = st.structure_rows(s, n_frames=n, frame_rate=FRAME_RATE)[st.STRUCTURE_ROWS.index("phrase_return")]
+        assert low <= ret.mean() <= high, (name, ret.mean())
+        assert s.repetition == pytest.approx(np.nanmean(s.phrase_return))      # the descriptor is their mean
+    X = np.random.default_rng(3).standard_normal((60, 12))
+    X[40:] = X[:20]
+    returns = st.phrase_returns(X, phrase_blocks=8, min_lag_blocks=16)
+    np.testing.assert_allclose(returns[:13], 1.0)                    # these phrases come back exactly
+    assert st.repetition(X, phrase_blocks=8, min_lag_blocks=16) == pytest.approx(returns.mean())
+    assert np.isnan(st.phrase_returns(X[:30], phrase_blocks=8, min_lag_blocks=16)).any()   # no partner far enough

@@ -743,18 +743,16 @@ def reprise(X: np.ndarray, *, section_starts: np.ndarray) -> float:
     return float(np.sum(best * lengths) / max(np.sum(lengths), 1.0))
 
 
-def repetition(X: np.ndarray, *, phrase_blocks: int, min_lag_blocks: int) -> float:
-    """How much of the song comes back: -1 to 1, high for verse-chorus songs, low for through-composed ones.
+def phrase_returns(X: np.ndarray, *, phrase_blocks: int, min_lag_blocks: int) -> np.ndarray:
+    """How well each phrase of the song comes back elsewhere: its best cosine match, -1 to 1.
 
     Each phrase of ``phrase_blocks`` consecutive blocks (a time-delay
     embedding of the rows of ``X``, as ``librosa.feature.stack_memory`` but
     without padding) is compared by cosine similarity with every phrase that
-    starts at least ``min_lag_blocks`` before or after it; the best match of
-    each phrase is averaged over the song. Sequences are compared, not single
-    blocks, so a chord that recurs in a new progression does not count as a
-    return. Independent of the section boundaries. The similarities are
-    computed a few hundred rows at a time: memory grows with the song's
-    length, not with its square.
+    starts at least ``min_lag_blocks`` before or after it. Sequences are
+    compared, not single blocks, so a chord that recurs in a new progression
+    does not count as a return. The similarities are computed a few hundred
+    rows at a time: memory grows with the song's length, not with its square.
 
     Parameters
     ----------
@@ -767,15 +765,17 @@ def repetition(X: np.ndarray, *, phrase_blocks: int, min_lag_blocks: int) -> flo
 
     Returns
     -------
-    float
-        0 when the song is too short to hold two phrases that far apart
-        (``n_blocks < phrase_blocks + min_lag_blocks``).
+    np.ndarray [shape=(n_blocks - phrase_blocks + 1,), dtype=float64]
+        The best match of the phrase starting at each block; NaN for a phrase
+        with no other phrase that far from it (in a song shorter than two
+        return distances); empty when the song is too short to hold two
+        phrases that far apart (``n_blocks < phrase_blocks + min_lag_blocks``).
     """
     X = np.asarray(X, dtype=np.float64)
     k, lag = max(1, int(phrase_blocks)), max(1, int(min_lag_blocks))
     n = len(X) - k + 1                                         # phrases
     if n <= lag:
-        return 0.0
+        return np.zeros(0)
     Z = np.lib.stride_tricks.sliding_window_view(X, k, axis=0).reshape(n, -1)
     U = _unit_rows(Z)
     best = np.empty(n)
@@ -785,7 +785,37 @@ def repetition(X: np.ndarray, *, phrase_blocks: int, min_lag_blocks: int) -> flo
         i = np.arange(a, min(a + chunk, n))[:, None]
         S[np.abs(i - np.arange(n)[None, :]) < lag] = -np.inf
         best[a:a + chunk] = S.max(axis=1)
-    return float(np.mean(np.clip(best[np.isfinite(best)], -1.0, 1.0)))
+    best[~np.isfinite(best)] = np.nan
+    return np.clip(best, -1.0, 1.0)
+
+
+def repetition(X: np.ndarray, *, phrase_blocks: int, min_lag_blocks: int) -> float:
+    """How much of the song comes back: -1 to 1, high for verse-chorus songs, low for through-composed ones.
+
+    The mean over the song of :func:`phrase_returns` (each phrase's best match
+    at least ``min_lag_blocks`` away). Independent of the section boundaries.
+
+    Parameters
+    ----------
+    X : np.ndarray [shape=(n_blocks, n_dims)]
+        Block features, e.g. the chroma columns of :func:`block_embedding`.
+    phrase_blocks, min_lag_blocks : int
+        As :func:`phrase_returns`.
+
+    Returns
+    -------
+    float
+        0 when the song is too short to hold two phrases that far apart
+        (``n_blocks < phrase_blocks + min_lag_blocks``).
+    """
+    return _finite_mean(phrase_returns(X, phrase_blocks=phrase_blocks, min_lag_blocks=min_lag_blocks))
+
+
+def _finite_mean(values: np.ndarray) -> float:
+    """The mean of the finite values, 0 without any."""
+    v = np.asarray(values, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    return float(v.mean()) if v.size else 0.0
 
 
 def section_loudness(level_db: np.ndarray, *, section_starts: np.ndarray) -> np.ndarray:
@@ -892,6 +922,8 @@ class SongStructure:
     reprise: float
     timbre_variety: float
     repetition: float
+    phrase_times: np.ndarray       # start of each 8-s phrase of chroma (:func:`phrase_returns`)
+    phrase_return: np.ndarray      # its best match elsewhere in the song, NaN where none is far enough
 
 
 def check_features(features: np.ndarray) -> np.ndarray:
@@ -946,13 +978,14 @@ def _sections(x: np.ndarray, level: np.ndarray, *, frame_rate: float) -> dict:
     bounds = section_boundaries(novelty_curve(X, kernel_blocks=kernel), kernel_blocks=kernel)
     starts_b = np.concatenate([[0], bounds]).astype(np.int64)
     starts_f = block_starts[starts_b]
+    returns = phrase_returns(X[:, embedding_columns("chroma")], phrase_blocks=int(round(PHRASE_SECONDS / BLOCK_SECONDS)),
+                             min_lag_blocks=int(round(MIN_RETURN_SECONDS / BLOCK_SECONDS)))
     return dict(section_starts=(a + starts_f) / frame_rate,
                 section_seconds=np.diff(np.append(starts_f, b - a)) / frame_rate,
                 section_db=section_loudness(level[a:b], section_starts=starts_f),
                 reprise=reprise(X, section_starts=starts_b),
-                repetition=repetition(X[:, embedding_columns("chroma")],
-                                      phrase_blocks=int(round(PHRASE_SECONDS / BLOCK_SECONDS)),
-                                      min_lag_blocks=int(round(MIN_RETURN_SECONDS / BLOCK_SECONDS))),
+                repetition=_finite_mean(returns),                                  # :func:`repetition`
+                phrase_times=(a + block_starts[:len(returns)]) / frame_rate, phrase_return=returns,
                 timbre_variety=timbre_variety(x[_seed43_rows()["mfcc"], a:b], section_starts=starts_f))
 
 
@@ -1071,6 +1104,48 @@ def timeline(s: SongStructure) -> dict[str, np.ndarray]:
         "section_starts": starts, "section_ends": starts + s.section_seconds,
         "section_db": s.section_db, "boundary_times": starts[1:],
     }
+
+
+STRUCTURE_ROWS: tuple[str, ...] = ("odd_metre", "tempo_offset_oct", "away_from_home_key", "phrase_return")
+"""Rows of :func:`structure_rows`: the song's structure evidence along it, frame by frame."""
+
+
+def structure_rows(s: SongStructure, *, n_frames: int, frame_rate: float) -> np.ndarray:
+    """Where the song stands in its own structure at every frame: rows a network can read beside the features.
+
+    A snippet of ten seconds cannot hear whether its tempo or key is the
+    song's own or how much of it comes back later; these rows say it at each
+    frame, from one analysis of the whole song (:func:`analyse_song`).
+
+    Parameters
+    ----------
+    s : SongStructure
+    n_frames : int
+        Frames of the song's feature matrix.
+    frame_rate : float
+        Frames per second.
+
+    Returns
+    -------
+    np.ndarray [shape=(len(STRUCTURE_ROWS), n_frames), dtype=float32]
+        :data:`STRUCTURE_ROWS`: the odd-metre evidence of the analysis
+        windows (0-1), the tempo against the song's median in octaves
+        (``log2(bpm / median)``), both interpolated between window centres;
+        1 where the window's key is not the song's most frequent key, else 0;
+        and how well the 8-s phrase starting there returns elsewhere
+        (:func:`phrase_returns`, -1 to 1; 0 in a song too short for returns).
+        Each holds its first and last value beyond its first and last point.
+    """
+    t = np.arange(int(n_frames)) / float(frame_rate)
+    rows = np.zeros((len(STRUCTURE_ROWS), t.size), dtype=np.float32)
+    rows[0] = np.interp(t, s.tempo_times, s.odd_metre)
+    rows[1] = np.interp(t, s.tempo_times, np.log2(s.tempo_bpm / np.median(s.tempo_bpm)))
+    home = np.bincount(s.keys).argmax()
+    rows[2] = s.keys[np.clip(np.searchsorted(s.key_times, t), 0, len(s.keys) - 1)] != home
+    known = np.isfinite(s.phrase_return)
+    if known.any():
+        rows[3] = np.interp(t, s.phrase_times[known], s.phrase_return[known])
+    return rows
 
 
 def song_timeline(features: np.ndarray, *, frame_rate: float) -> dict[str, np.ndarray]:
