@@ -34,7 +34,7 @@ def fitted(demo_corpus, tmp_path_factory):
 def _rule_and_mean(run: Run, songs, names_frames, rule: str = "top") -> tuple[np.ndarray, np.ndarray]:
     """Per song, the score of ``rule`` (the CNN's) and the mean snippet probability, both computed here."""
     c = run.snippet_config
-    frames = SongFrames.from_songs(names_frames, c)
+    frames = SongFrames.from_songs(names_frames, c, view=run.cnn_view)
     snippets = SnippetSet.place(frames, c, by_class=False)
     p = run.snippet_probabilities(snippets)
     per_song = [np.sort(p[snippets.song == i])[::-1] for i in range(len(frames.songs))]
@@ -53,24 +53,22 @@ def test_cnn_thresholds_pool_validation_with_each_members_held_out_songs(fitted)
     c = pooled.snippet_config
     # the training songs' scores from the member that never saw them (member k left out fold k)
     fold = _song_folds(y_train, plan.folds, seed=plan.train_config.seed, groups=_groups(data, train.names))
-    cnn_oof, mean_oof = np.empty(len(y_train)), np.empty(len(y_train))
+    mean_oof = np.empty(len(y_train))
     for k, net in enumerate(pooled.networks):
         held = np.flatnonzero(fold == k)
-        member = Run({}, "", {}, c, [net])
-        v, m = _rule_and_mean(member, train, [(train.names[i], train.features["seed43"][i], None) for i in held])
-        cnn_oof[held], mean_oof[held] = v, m
-    v_val, m_val = _rule_and_mean(pooled, val, list(zip(val.names, val.features["seed43"], val.truths)))
+        member = Run({}, "", {}, c, [net], cnn_input=pooled.cnn_input)
+        _, mean_oof[held] = _rule_and_mean(member, train, [(train.names[i], train.features["seed43"][i], None)
+                                                           for i in held])
+    _, m_val = _rule_and_mean(pooled, val, list(zip(val.names, val.features["seed43"], val.truths)))
     y = np.concatenate([y_val, y_train])
-    assert pooled.entries["cnn"].rule == "top" and pooled.entries["cnn_mean"].rule == "mean"
-    assert pooled.entries["cnn"].threshold == pytest.approx(choose_threshold(y, np.concatenate([v_val, cnn_oof])))
-    assert pooled.entries["cnn_mean"].threshold == pytest.approx(
-        choose_threshold(y, np.concatenate([m_val, mean_oof])))
+    assert pooled.entries["cnn"].rule == "mean" and "cnn_mean" not in pooled.entries    # the same model
+    assert pooled.entries["cnn"].threshold == pytest.approx(choose_threshold(y, np.concatenate([m_val, mean_oof])))
     # the same networks (same seeds), thresholds on validation alone: the earlier rule
-    assert alone.entries["cnn_mean"].threshold == pytest.approx(choose_threshold(y_val, m_val))
+    assert alone.entries["cnn"].threshold == pytest.approx(choose_threshold(y_val, m_val))
     assert "out-of-fold" in pooled.entries["cnn"].threshold_rule
     assert "out-of-fold" not in alone.entries["cnn"].threshold_rule
     # the corpus is small enough that the two rules disagree somewhere, so the test tells them apart
-    assert any(pooled.entries[m].threshold != pytest.approx(alone.entries[m].threshold) for m in MODELS)
+    assert any(pooled.entries[m].threshold != pytest.approx(alone.entries[m].threshold) for m in pooled.entries)
 
 
 def test_logistic_models_say_which_C_cross_validation_chose(fitted):
@@ -113,6 +111,7 @@ def test_seed_recipe_keeps_one_network_and_its_validation_threshold(fitted, tmp_
     val, y_val = _songs(data, "validation", plan.snippet_config)
     v_val, _ = _rule_and_mean(run, val, list(zip(val.names, val.features["seed43"], val.truths)), rule="vote")
     assert len(run.networks) == 1 and run.entries["cnn"].rule == "vote"
+    assert run.cnn_input == "seed43" and run.networks[0].config.n_features == 43     # the seed's input
     assert run.entries["cnn"].threshold == pytest.approx(choose_threshold(y_val, v_val))
     assert "out-of-fold" not in run.entries["cnn"].threshold_rule
 
@@ -128,11 +127,11 @@ def test_structure_model_reads_the_descriptors_and_the_cnns_mean_probability(fit
     assert entry.input == "structure" and entry.columns == tuple(input_names("structure"))   # recorded
     assert "repetition" in entry.columns and model.n_inputs == len(DESCRIPTOR_NAMES) + 1
     val, _ = _songs(data, "validation", run.snippet_config)
-    judged = run.judge(val, ["cnn_mean", "structure"]).results
-    for i, (mean_row, row) in enumerate(zip(judged["cnn_mean"], judged["structure"])):
+    judged = run.judge(val, ["cnn", "structure"]).results
+    for i, (mean_row, row) in enumerate(zip(judged["cnn"], judged["structure"])):
         x = INPUTS["structure"](val.features["seed43"][i], frame_rate=run.snippet_config.frame_rate,
                                 snippet_probs=np.array(row.snippet_probs), duration=val.durations[i])
-        assert x[-1] == pytest.approx(mean_row.probability, abs=1e-4)       # the ensemble's mean, as cnn_mean
+        assert x[-1] == pytest.approx(mean_row.probability, abs=1e-4)       # the ensemble's mean, as cnn
         assert x.shape == (len(DESCRIPTOR_NAMES) + 1,)
         assert row.probability == pytest.approx(float(model.predict(x[None])[0]), abs=1e-4)
         assert {e["input"] for e in row.explanation} <= set(entry.columns)
@@ -200,3 +199,62 @@ def test_a_run_whose_model_reads_an_entry_this_version_does_not_compute_is_refus
     meta_path.write_text(json.dumps(meta))
     with pytest.raises(ModelError, match=r"later.model\.json.*metre_wobble.*does not compute"):
         load_run(tmp_path / "later")
+
+
+def test_default_cnn_reads_the_songs_structure_beside_its_features(fitted, tmp_path):
+    """The default recipe's CNN reads the 43 features and, below them, the song's structure rows from
+    one analysis of the whole song; the run says so, keeps it when saved, and judges by it."""
+    import json
+
+    from progrock.features.structure import STRUCTURE_ROWS, analyse_song, structure_rows
+    from progrock.model.run import load_run, save_run
+
+    data, _plan, runs = fitted
+    run = runs["pooled"]
+    assert run.cnn_input == "seed43+structure"
+    assert all(net.config.n_features == 43 + len(STRUCTURE_ROWS) for net in run.networks)
+    val, _ = _songs(data, "validation", run.snippet_config)
+    fr = run.snippet_config.frame_rate
+    x = val.features["seed43"][0]
+    view = run.cnn_view(x)
+    np.testing.assert_array_equal(view[:43], x)
+    np.testing.assert_array_equal(view[43:], structure_rows(analyse_song(x, frame_rate=fr), n_frames=x.shape[1],
+                                                            frame_rate=fr))
+    save_run(tmp_path / "saved", run)
+    assert json.loads((tmp_path / "saved" / "model.json").read_text())["cnn"]["input"] == "seed43+structure"
+    loaded = load_run(tmp_path / "saved")
+    assert loaded.cnn_input == "seed43+structure"
+    mine = [r.probability for r in run.judge(val, ["cnn"]).results["cnn"]]
+    np.testing.assert_allclose([r.probability for r in loaded.judge(val, ["cnn"]).results["cnn"]], mine,
+                               atol=1e-6)
+    # the rows matter: the same networks reading the features alone (zero rows beside them) judge otherwise
+    flat = [np.vstack([m, np.zeros((len(STRUCTURE_ROWS), m.shape[1]), np.float32)]) for m in val.features["seed43"]]
+    blind = load_run(tmp_path / "saved")
+    blind.cnn_input = "seed43"
+    blind.networks = loaded.networks
+    frames = SongFrames.from_songs(list(zip(val.names, flat, [None] * len(flat))), run.snippet_config)
+    snippets = SnippetSet.place(frames, run.snippet_config, by_class=False)
+    p = blind.snippet_probabilities(snippets)
+    assert not np.allclose([p[snippets.song == i].mean() for i in range(len(flat))], mine, atol=1e-3)
+
+
+def test_a_run_whose_cnn_input_does_not_fit_its_network_is_refused(fitted, tmp_path):
+    """A run saved before the CNN's input was recorded read seed43; one whose recorded input does not
+    fit its network's rows (edited, or from another version) is refused naming its model.json."""
+    import json
+
+    from progrock.errors import ModelError
+    from progrock.model.run import load_run, save_run
+
+    _data, _plan, runs = fitted
+    save_run(tmp_path / "run", runs["pooled"])
+    meta_path = tmp_path / "run" / "model.json"
+    meta = json.loads(meta_path.read_text())
+    del meta["cnn"]["input"]                                     # as saved before: seed43, 43 rows
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(ModelError, match=r"run.model\.json.*'seed43' \(43 rows\).*takes 47"):
+        load_run(tmp_path / "run")
+    meta["cnn"]["input"] = "seed43+lyrics"
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(ModelError, match=r"run.model\.json.*seed43\+lyrics.*does not compute"):
+        load_run(tmp_path / "run")

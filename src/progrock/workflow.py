@@ -43,7 +43,7 @@ from progrock.features.files import FeatureResult
 from progrock.features.sets import FeatureConfig
 from progrock.model.run import Run, Songs, load_run, save_run
 from progrock.paths import printable
-from progrock.training.fit import FitPlan, fit_run
+from progrock.training.fit import CNN_INPUT, FitPlan, fit_run
 
 Log = Callable[[str], None]
 
@@ -222,7 +222,8 @@ def _config(source, manifest_path, plan: FitPlan, configs, *, cache, split_seed)
     return {"source": str(source), "manifest": str(manifest_path), "split_seed": split_seed,
             "cache": str(Path(cache).resolve()), "recipe": plan.recipe, "models": list(plan.models),
             "folds": plan.folds, "features": {c.name: c.to_dict() for c in configs},
-            "snippets": plan.run_snippets().to_dict(), "model": plan.model_config.to_dict(),
+            "snippets": plan.run_snippets().to_dict(), "model": plan.network_config().to_dict(),
+            "cnn_input": CNN_INPUT[plan.recipe],
             "training": plan.train_config.to_dict(), "environment": _environment()}
 
 

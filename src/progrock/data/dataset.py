@@ -99,15 +99,16 @@ def load_features(manifest: Manifest, stores: FeatureStore | Sequence[FeatureSto
 
 
 def song_frames(data: SongFeatures, config: SnippetConfig, split: str, *, name: str = "seed43",
-                skipped: list[tuple[str, str]] | None = None) -> SongFrames:
-    """The songs of one set end to end (:class:`SongFrames`); songs too short are listed in ``skipped``."""
+                skipped: list[tuple[str, str]] | None = None, view=None) -> SongFrames:
+    """The songs of one set end to end (:class:`SongFrames`, ``view`` as there); songs too short are
+    listed in ``skipped``."""
     return SongFrames.from_songs(data.items(split, name), config,
-                                 skipped=skipped if skipped is not None else [])
+                                 skipped=skipped if skipped is not None else [], view=view)
 
 
 def snippet_sets(data: SongFeatures, config: SnippetConfig, *, sets: list[str] | None = None,
                  skipped: list[tuple[str, str]] | None = None, training: bool = True,
-                 name: str = "seed43") -> dict[str, SnippetSet]:
+                 name: str = "seed43", view=None) -> dict[str, SnippetSet]:
     """One :class:`SnippetSet` per set name.
 
     With ``training``, ``train`` uses the per-class placement (the seed's
@@ -116,11 +117,13 @@ def snippet_sets(data: SongFeatures, config: SnippetConfig, *, sets: list[str] |
     validation and evaluation measure what a user will see.
 
     Songs too short for a snippet are left out and listed in ``skipped``.
+    ``view`` maps a song's matrix to what the network reads
+    (:meth:`SongFrames.from_songs`).
     """
     names = sets or sorted({s.split for s in data.songs})
     result = {}
     for set_name in names:
-        frames = song_frames(data, config, set_name, name=name, skipped=skipped)
+        frames = song_frames(data, config, set_name, name=name, skipped=skipped, view=view)
         if len(frames.songs):
             result[set_name] = SnippetSet.place(frames, config, by_class=training and set_name == "train")
     return result

@@ -25,6 +25,7 @@ the windows in place. The placement rule (documented in the README):
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 
@@ -243,18 +244,25 @@ class SongFrames:
 
     @classmethod
     def from_songs(cls, items: list[tuple[str, np.ndarray, str | None]], config: "SnippetConfig", *,
-                   skipped: list[tuple[str, str]] | None = None) -> "SongFrames":
+                   skipped: list[tuple[str, str]] | None = None,
+                   view: Callable[[np.ndarray], np.ndarray] | None = None) -> "SongFrames":
         """Build from ``(song_id, features [n_features, n_frames], label or None)`` items.
 
         A song that cannot give a snippet (too short, not finite) raises
         :class:`SnippetError`, or, when a ``skipped`` list is given, is left out
-        and listed there with the reason.
+        and listed there with the reason. ``view`` maps a usable song's whole
+        matrix to what the network reads (:func:`progrock.model.inputs.cnn_matrix`)
+        before a short song is looped.
         """
         mats, names, labels = [], [], []
         for song_id, feats, label in items:
             try:
-                mats.append(usable_frames(feats, length=config.length, min_frames=config.min_frames,
-                                          name=song_id, frame_rate=config.frame_rate))
+                x = usable_frames(feats, length=config.length, min_frames=config.min_frames, name=song_id,
+                                  frame_rate=config.frame_rate)
+                if view is not None:                 # the song is usable: what the network reads of it
+                    x = usable_frames(view(feats), length=config.length, min_frames=config.min_frames,
+                                      name=song_id, frame_rate=config.frame_rate)
+                mats.append(x)
             except SnippetError as exc:
                 if skipped is None:
                     raise
@@ -262,7 +270,7 @@ class SongFrames:
                 continue
             names.append(song_id)
             labels.append(CLASSES.index(label) if label in CLASSES else -1)
-        n_features = items[0][1].shape[0] if items else 0
+        n_features = mats[0].shape[0] if mats else (items[0][1].shape[0] if items else 0)
         lengths = [m.shape[1] for m in mats]
         x = np.empty((n_features, sum(lengths)), dtype=np.float32)
         offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
@@ -343,9 +351,10 @@ class SnippetSet:
 
     @classmethod
     def from_songs(cls, items: list[tuple[str, np.ndarray, str | None]], config: SnippetConfig, *,
-                   by_class: bool = True, skipped: list[tuple[str, str]] | None = None) -> "SnippetSet":
+                   by_class: bool = True, skipped: list[tuple[str, str]] | None = None,
+                   view: Callable[[np.ndarray], np.ndarray] | None = None) -> "SnippetSet":
         """:meth:`SongFrames.from_songs` then :meth:`place`."""
-        return cls.place(SongFrames.from_songs(items, config, skipped=skipped), config, by_class=by_class)
+        return cls.place(SongFrames.from_songs(items, config, skipped=skipped, view=view), config, by_class=by_class)
 
     @classmethod
     def from_arrays(cls, x: np.ndarray, song: np.ndarray, songs: list[str], song_labels: np.ndarray

@@ -40,6 +40,7 @@ from progrock.atomic import atomic_write_bytes, json_text, write_temporary
 from progrock.constants import CLASSES
 from progrock.data.snippets import SnippetConfig, SnippetSet
 from progrock.errors import ConfigError, ModelError
+from progrock.model.inputs import cnn_added_rows
 from progrock.features.sets import FeatureConfig
 from progrock.model.network import ModelConfig, SeedCNN, predict_proba
 
@@ -115,6 +116,7 @@ class LoadedModel:
     class_names: tuple[str, ...]
     metadata: dict = field(repr=False)
     path: Path | None = None
+    cnn_input: str = "seed43"
 
     def predict_proba(self, x: np.ndarray, *, batch_size: int = 1024) -> np.ndarray:
         """Probability of prog per snippet, ``x [N, F, T] -> [N]`` (the forward itself, for small arrays)."""
@@ -131,7 +133,8 @@ class LoadedModel:
 
 def save_model(out_dir: str | os.PathLike, model: SeedCNN, *, model_config: ModelConfig,
                feature_config: FeatureConfig, snippet_config: SnippetConfig, threshold: float,
-               training: dict, metrics: dict | None = None, name: str = "model") -> Path:
+               training: dict, metrics: dict | None = None, name: str = "model",
+               cnn_input: str = "seed43") -> Path:
     """Save weights and description to ``out_dir/<name>.safetensors`` + ``.json``.
 
     Parameters
@@ -146,6 +149,9 @@ def save_model(out_dir: str | os.PathLike, model: SeedCNN, *, model_config: Mode
         Training configuration and a summary of its log (JSON-able).
     metrics : dict, optional
         Evaluation results to keep with the model.
+    cnn_input : str
+        What the network reads (:data:`progrock.model.inputs.CNN_INPUTS`): the
+        feature set's rows, and any it adds below them.
 
     Returns
     -------
@@ -154,9 +160,10 @@ def save_model(out_dir: str | os.PathLike, model: SeedCNN, *, model_config: Mode
     """
     if not (0.0 < float(threshold) < 1.0):
         raise ConfigError(f"threshold must be in (0, 1), got {threshold}")
-    if model_config.n_features != feature_config.n_features:
+    if model_config.n_features != feature_config.n_features + cnn_added_rows(cnn_input):
         raise ConfigError(f"model expects {model_config.n_features} features but the feature "
-                          f"configuration {feature_config.describe()} gives {feature_config.n_features}")
+                          f"configuration {feature_config.describe()} gives {feature_config.n_features}"
+                          + ("" if cnn_input == "seed43" else f" and {cnn_input!r} adds {cnn_added_rows(cnn_input)}"))
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     weights_path = out_dir / f"{name}.safetensors"
@@ -174,6 +181,7 @@ def save_model(out_dir: str | os.PathLike, model: SeedCNN, *, model_config: Mode
         "model_config": model_config.to_dict(),
         "feature_config": feature_config.to_dict(),
         "snippet_config": snippet_config.to_dict(),
+        "cnn_input": cnn_input,
         "threshold": float(threshold),
         "training": training,
         "metrics": metrics,
@@ -310,8 +318,13 @@ def load_model(path: str | os.PathLike, *, expect_features: FeatureConfig | None
         class_names = tuple(meta["class_names"])
         weights = meta["weights"]
         weights_name, expected_hash = str(weights["file"]), str(weights["sha256"])
-    except (ConfigError, TypeError, ValueError, KeyError) as exc:
+        cnn_input = str(meta.get("cnn_input", "seed43"))       # models saved before it was recorded: seed43
+        rows = feature_config.n_features + cnn_added_rows(cnn_input)
+    except (ConfigError, ModelError, TypeError, ValueError, KeyError) as exc:
         raise ModelError(f"{json_path}: invalid model description ({exc})") from exc
+    if model_config.n_features != rows:
+        raise ModelError(f"{json_path}: the network takes {model_config.n_features} rows but reads {cnn_input!r} "
+                         f"of {feature_config.describe()}, {rows} rows")
     if class_names != tuple(CLASSES):
         raise ModelError(f"{json_path}: class names {list(class_names)} are not {list(CLASSES)}")
     if not 0.0 < threshold < 1.0:
@@ -325,4 +338,4 @@ def load_model(path: str | os.PathLike, *, expect_features: FeatureConfig | None
     model.to(device).eval()
     return LoadedModel(model=model, model_config=model_config, feature_config=feature_config,
                        snippet_config=snippet_config, threshold=threshold, class_names=class_names,
-                       metadata=meta, path=json_path)
+                       metadata=meta, path=json_path, cnn_input=cnn_input)

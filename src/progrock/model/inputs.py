@@ -23,6 +23,10 @@ A model may read only some entries of its input: it records their names
 (:class:`progrock.model.run.ModelEntry` ``columns``, :func:`columns_of`), so
 an input can gain entries without changing what a saved model reads.
 
+The CNN reads a matrix per song, frame by frame (:data:`CNN_INPUTS`, :func:`cnn_matrix`): the
+``seed43`` rows, and in the default recipe the song's structure evidence along it beside them
+(:func:`progrock.features.structure.structure_rows`).
+
 The musicnn models read their feature set's rows directly (tags, embeddings per patch).
 """
 
@@ -151,6 +155,47 @@ def select_columns(X: np.ndarray, name: str, columns: Sequence[str]) -> np.ndarr
     """The columns ``columns`` (names from :func:`columns_of`) of the rows ``X [n, len(input_names(name))]``."""
     names = input_names(name)
     return np.asarray(X)[:, [names.index(c) for c in columns]]
+
+
+CNN_INPUTS: tuple[str, ...] = ("seed43", "seed43+structure")
+"""What a run's CNN can read, per frame: the course's 43 features, or those and then the rows of
+:data:`progrock.features.structure.STRUCTURE_ROWS`. A run saved without the name read ``seed43``."""
+
+
+def cnn_added_rows(name: str) -> int:
+    """Rows the CNN input ``name`` (a member of :data:`CNN_INPUTS`) adds below the feature set's."""
+    from progrock.errors import ModelError
+    from progrock.features.structure import STRUCTURE_ROWS
+
+    if name not in CNN_INPUTS:
+        raise ModelError(f"the CNN reads {name!r}, which this version does not compute (it knows {list(CNN_INPUTS)})")
+    return len(STRUCTURE_ROWS) if name == "seed43+structure" else 0
+
+
+def cnn_matrix(seed43: np.ndarray, name: str, *, frame_rate: float) -> np.ndarray:
+    """The CNN input ``name`` of one song.
+
+    Parameters
+    ----------
+    seed43 : np.ndarray [shape=(43, n_frames)]
+        The song's ``seed43`` matrix, finite.
+    name : str
+        A member of :data:`CNN_INPUTS`.
+    frame_rate : float
+
+    Returns
+    -------
+    np.ndarray [shape=(43 + cnn_added_rows(name), n_frames), dtype=float32]
+        ``seed43`` itself for ``"seed43"``; below it, for ``"seed43+structure"``,
+        :func:`~progrock.features.structure.structure_rows` of one analysis of the whole song.
+    """
+    if not cnn_added_rows(name):
+        return seed43
+    from progrock.features.structure import analyse_song, structure_rows
+
+    s = analyse_song(seed43, frame_rate=frame_rate)
+    return np.vstack([np.asarray(seed43, dtype=np.float32),
+                      structure_rows(s, n_frames=seed43.shape[1], frame_rate=frame_rate)])
 
 
 INPUTS: dict[str, Callable[..., np.ndarray]] = {

@@ -154,6 +154,8 @@ class Run:
         ``model.json`` as read (training summaries, what the run was trained on...).
     path : Path or None
         ``model.json``'s path when loaded from disk.
+    cnn_input : str
+        What the CNN reads of a song (:data:`progrock.model.inputs.CNN_INPUTS`).
     """
 
     entries: dict[str, ModelEntry]
@@ -165,6 +167,13 @@ class Run:
     familiarity: Familiarity | None = None
     description: dict = field(default_factory=dict)
     path: Path | None = None
+    cnn_input: str = "seed43"
+
+    def cnn_view(self, seed43: np.ndarray) -> np.ndarray:
+        """What the CNN reads of one song, from its ``seed43`` matrix (:func:`~progrock.model.inputs.cnn_matrix`)."""
+        from progrock.model.inputs import cnn_matrix
+
+        return cnn_matrix(seed43, self.cnn_input, frame_rate=self.snippet_config.frame_rate)
 
     # -- what the run needs -------------------------------------------------------------------
 
@@ -247,7 +256,8 @@ class Run:
     def _cnn_snippets(self, songs: Songs) -> list[tuple[np.ndarray, np.ndarray]]:
         """Per song, the CNN's snippet starts (frames) and probabilities."""
         c = self.snippet_config
-        frames = SongFrames.from_songs(list(zip(songs.names, songs.features["seed43"], [None] * len(songs.names))), c)
+        frames = SongFrames.from_songs(list(zip(songs.names, songs.features["seed43"], [None] * len(songs.names))), c,
+                                       view=None if self.cnn_input == "seed43" else self.cnn_view)
         snippets = SnippetSet.place(frames, c, by_class=False)
         probs = self.snippet_probabilities(snippets)
         return [(snippets.start[snippets.song == i], probs[snippets.song == i]) for i in range(len(songs.names))]
@@ -378,7 +388,7 @@ def save_run(out_dir: str | os.PathLike, run: Run) -> Path:
         "default_model": run.default_model,
         "feature_configs": {n: c.to_dict() for n, c in run.feature_configs.items()},
         "snippet_config": run.snippet_config.to_dict(),
-        "cnn": {"members": len(run.networks),
+        "cnn": {"members": len(run.networks), "input": run.cnn_input,
                 "model_config": run.networks[0].config.to_dict() if run.networks else None},
         "familiarity": None if run.familiarity is None else {"cutoff": run.familiarity.cutoff},
         "weights": {"file": "model.safetensors", "sha256": hashlib.sha256(weights).hexdigest(),
@@ -439,12 +449,12 @@ def _run_from_checkpoint(json_path: Path) -> Run:
     entries = {"cnn": ModelEntry("cnn", "1D-CNN, snippet vote", "vote", t),
                "cnn_mean": ModelEntry("cnn", "1D-CNN, mean probability", "mean", t)}
     return Run(entries, "cnn", {cnn.feature_config.name: cnn.feature_config}, cnn.snippet_config,
-               [cnn.model], description=cnn.metadata, path=json_path)
+               [cnn.model], description=cnn.metadata, path=json_path, cnn_input=cnn.cnn_input)
 
 
 def _run_from_description(json_path: Path, meta: dict) -> Run:
     from progrock.model.checkpoint import load_weights, read_tensors, verified_file
-    from progrock.model.inputs import columns_of
+    from progrock.model.inputs import cnn_added_rows, columns_of
 
     if tuple(meta["class_names"]) != tuple(CLASSES):
         raise ModelError(f"{json_path}: class names {meta['class_names']} are not {list(CLASSES)}")
@@ -471,5 +481,10 @@ def _run_from_description(json_path: Path, meta: dict) -> Run:
     configs = {n: FeatureConfig.from_dict(c) for n, c in meta["feature_configs"].items()}
     snippet_config = SnippetConfig.from_dict(meta["snippet_config"])
     snippet_config.check_frame_rate(configs.get("seed43") or FeatureConfig.named("seed43"))
+    cnn_input = str(meta["cnn"].get("input", "seed43"))     # runs saved before the CNN could read more
+    rows = (configs.get("seed43") or FeatureConfig.named("seed43")).n_features + cnn_added_rows(cnn_input)
+    if networks and networks[0].config.n_features != rows:
+        raise ModelError(f"{json_path}: the CNN reads {cnn_input!r} ({rows} rows) but its network takes "
+                         f"{networks[0].config.n_features}")
     return Run(entries, meta["default_model"], configs, snippet_config, networks, classical, familiarity,
-               description=meta, path=json_path)
+               description=meta, path=json_path, cnn_input=cnn_input)

@@ -5,13 +5,14 @@
 1. **the CNN** by a *recipe* (:data:`RECIPES`): the course project's exact
    recipe (``"seed"``: one network, snippets fixed at the per-class hop, 300
    epochs, the best epoch by validation song balanced accuracy), or the
-   default (``"default"``: snippets drawn afresh every epoch, early stopping on
-   the validation loss, and an ensemble of :data:`FOLDS` networks, each
-   trained without one fold of the training songs, whose snippet
-   probabilities are averaged; the song's verdict from its strongest
-   passages, rule ``"top"`` of :mod:`progrock.evaluation.verdict`, where the
-   seed votes: :data:`CNN_RULES`). The held-out folds give every training song
-   an *out-of-fold* CNN probability: one from a network that never saw it;
+   default (``"default"``: the 43 features and, below them, the song's
+   structure evidence along it (:data:`CNN_INPUT`); snippets drawn afresh
+   every epoch, early stopping on the validation loss, and an ensemble of
+   :data:`FOLDS` networks, each trained without one fold of the training
+   songs, whose snippet probabilities are averaged; the song's verdict from
+   their mean, where the seed votes: :data:`CNN_RULES`). The held-out folds
+   give every training song an *out-of-fold* CNN probability: one from a
+   network that never saw it;
 2. **the classical baselines** (logistic regression and extra trees on song statistics);
 3. **the structure model** (logistic regression on the song's structure
    descriptors and the CNN's mean snippet probability, the training songs'
@@ -46,6 +47,7 @@ from progrock.evaluation.verdict import song_scores
 from progrock.features.sets import FeatureConfig
 from progrock.model import classical
 from progrock.model.familiarity import fit_familiarity
+from progrock.model.inputs import cnn_added_rows
 from progrock.model.network import ModelConfig
 from progrock.model.run import ModelEntry, Run, Songs
 from progrock.training.config import TrainConfig
@@ -63,11 +65,19 @@ RECIPES = {
 }
 """How the CNN is trained: the course project's recipe, and the default."""
 
-CNN_RULES = {"seed": "vote", "default": "top"}
+CNN_RULES = {"seed": "vote", "default": "mean"}
 """How each recipe's ``cnn`` turns snippet probabilities into the song's verdict
-(:data:`progrock.evaluation.verdict.RULES`): the seed's vote, or the strongest
-passages, which 5-fold CV and corpora of unseen seeds found better at ranking
-songs (BENCHMARKS.md §12)."""
+(:data:`progrock.evaluation.verdict.RULES`): the seed's vote, or the mean. Reading the 43 features
+alone, the strongest passages (rule ``"top"``) ranked songs better than the mean; with the
+structure rows every snippet carries the song's own evidence, and the mean, which hears all of
+them, did better on corpora of unseen seeds (BENCHMARKS.md §12). Where the recipe's rule is the
+mean, the run has no separate ``cnn_mean``: it would be the same model."""
+
+CNN_INPUT = {"seed": "seed43", "default": "seed43+structure"}
+"""What each recipe's CNN reads per frame (:data:`progrock.model.inputs.CNN_INPUTS`): the course's 43
+features, or those and the song's structure evidence along it (odd metre, tempo against the song's
+own, key away from home, how well the phrase returns: :data:`progrock.features.structure.STRUCTURE_ROWS`),
+which a 10-s snippet cannot hear by itself (BENCHMARKS.md §12)."""
 
 JUDGING = {"seed": {}, "default": {"predict_start": 0.0, "predict_hop": 2.5}}
 """Where each recipe's run places the snippets of a song it judges (validation songs, test songs,
@@ -93,8 +103,14 @@ CNN_TITLES = {"vote": "1D-CNN, snippet vote", "top": "1D-CNN, strongest passages
               "mean": "1D-CNN, mean probability"}
 """The CNN's title by its rule."""
 
+
+def cnn_title(rule: str, cnn_input: str) -> str:
+    """The CNN's title by its rule and what it reads (:data:`CNN_INPUT`)."""
+    return CNN_TITLES[rule] + ("" if cnn_input == "seed43" else ", hearing the song's structure")
+
+
 TITLES = {
-    "cnn": CNN_TITLES[CNN_RULES["default"]], "cnn_mean": CNN_TITLES["mean"],
+    "cnn": cnn_title(CNN_RULES["default"], CNN_INPUT["default"]), "cnn_mean": CNN_TITLES["mean"],
     "logreg": "Logistic regression (song statistics)", "extratrees": "ExtraTrees (song statistics)",
     "structure": "Song structure + CNN mean probability (logistic)",
     "musicnn": "musicnn tagger, zero-shot (Progressive rock tag)",
@@ -150,6 +166,12 @@ class FitPlan:
         if self.patience is not None:
             settings["early_stopping_patience"] = self.patience
         return replace(self.train_config, **settings)
+
+    def network_config(self) -> ModelConfig:
+        """The CNN's network under the recipe: ``model_config`` taking the rows of the recipe's input
+        (:data:`CNN_INPUT`)."""
+        rows = FeatureConfig.named("seed43").n_features + cnn_added_rows(CNN_INPUT[self.recipe])
+        return replace(self.model_config, n_features=rows)
 
     def run_snippets(self) -> SnippetConfig:
         """The plan's snippet placement with its recipe's placement of judged songs (:data:`JUDGING`)."""
@@ -226,10 +248,14 @@ def fit_run(data: SongFeatures, run_dir: Path, plan: FitPlan, *, log: Callable[[
         plan = replace(plan, folds=fewest if fewest >= 2 else 1)
         log(f"the smaller class has {fewest} training song(s): {plan.folds} fold(s) for the CNN's members")
     models = [m for m in MODELS if m in plan.models and (not m.startswith("musicnn") or "musicnn" in data.features)]
+    if CNN_RULES[plan.recipe] == "mean" and "cnn_mean" in models:     # the same model as the recipe's cnn
+        models = [m for m in MODELS if m in models + ["cnn"] and m != "cnn_mean"]
     groups = _groups(data, train.names)
     configs = {"seed43": FeatureConfig.named("seed43")} | (
         {"musicnn": FeatureConfig.named("musicnn")} if "musicnn" in data.features else {})
-    run = Run({}, "cnn", configs, plan.snippet_config, description=dict(description or {}))
+    run = Run({}, "cnn", configs, plan.snippet_config, description=dict(description or {}),
+              cnn_input=CNN_INPUT[plan.recipe])
+    plan = replace(plan, model_config=plan.network_config())
     oof = None
     if any(m in models for m in ("cnn", "cnn_mean", "structure")):
         oof = _fit_cnn(run, data, plan, run_dir, log=log, progress=progress, member=member, resume=resume)
@@ -267,7 +293,7 @@ def _fit_cnn(run: Run, data: SongFeatures, plan: FitPlan, run_dir: Path, *, log,
     from progrock.training.loop import train_model
 
     c = plan.snippet_config
-    sets = snippet_sets(data, c, sets=["train", "validation"])
+    sets = snippet_sets(data, c, sets=["train", "validation"], view=None if run.cnn_input == "seed43" else run.cnn_view)
     train, validation = sets["train"], sets["validation"]
     tc = plan.cnn_config()
     folds = plan.folds if plan.recipe == "default" else 1
@@ -283,14 +309,15 @@ def _fit_cnn(run: Run, data: SongFeatures, plan: FitPlan, run_dir: Path, *, log,
         result = train_model(songs, validation, model_config=plan.model_config,
                              train_config=replace(tc, seed=tc.seed + k), out_dir=run_dir / "training" / f"cnn-{k + 1}",
                              log_dir=run_dir / "tensorboard" / f"cnn-{k + 1}",
-                             feature_config=fc, snippet_config=c, log=log, progress=progress, resume=resume)
+                             feature_config=fc, snippet_config=c, log=log, progress=progress, resume=resume,
+                             cnn_input=run.cnn_input)
         run.networks.append(result.model.eval())
         run.description.setdefault("cnn_members", []).append(
             {"member": k + 1, "songs": len(songs.songs), "best_epoch": result.best_epoch,
              "epochs_run": len(result.history), "stopped_early": result.stopped_early})
         if folds > 1:
             held = SnippetSet.place(_frames_subset(train.frames, ~keep), c, by_class=False)
-            probs = Run({}, "", {}, c, [result.model]).snippet_probabilities(held)
+            probs = Run({}, "", {}, c, [result.model], cnn_input=run.cnn_input).snippet_probabilities(held)
             for i, name in enumerate(held.songs):
                 oof[name] = (held.start[held.song == i] / c.frame_rate, probs[held.song == i])
     return oof or None
@@ -349,11 +376,8 @@ def _cnn_entries(run: Run, val: Songs, y_val: np.ndarray, models: list[str], pla
     with ``plan.thresholds == "pooled"`` and out-of-fold probabilities, the
     training songs' scores from the members that never saw them.
     """
-    c = run.snippet_config
-    frames = SongFrames.from_songs(list(zip(val.names, val.features["seed43"], val.truths)), c)
-    snippets = SnippetSet.place(frames, c, by_class=False)
-    probs = run.snippet_probabilities(snippets)
-    y = frames.labels
+    probs = [p for _starts, p in run._cnn_snippets(val)]
+    y = y_val
     held: list[np.ndarray] = []
     rule = "chosen on the validation songs: the balanced accuracy's maximiser nearest 0.5"
     if oof is not None and plan.thresholds == "pooled" and all(n in oof for n in train.names):
@@ -364,9 +388,8 @@ def _cnn_entries(run: Run, val: Songs, y_val: np.ndarray, models: list[str], pla
     for name, song_rule in (("cnn", CNN_RULES[plan.recipe]), ("cnn_mean", "mean")):
         if name not in models:
             continue
-        score = np.concatenate([song_scores(probs, snippets.song, len(frames.songs), rule=song_rule),
-                                [_one_song_score(p, song_rule) for p in held]])
-        run.entries[name] = ModelEntry("cnn", CNN_TITLES[song_rule], song_rule, _threshold(y, score),
+        score = np.array([_one_song_score(p, song_rule) for p in probs + held])
+        run.entries[name] = ModelEntry("cnn", cnn_title(song_rule, run.cnn_input), song_rule, _threshold(y, score),
                                        threshold_rule=rule)
 
 

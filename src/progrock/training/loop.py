@@ -152,6 +152,7 @@ class _Run:
     out_dir: Path
     pos_weight: float | None
     log_dir: Path
+    cnn_input: str = "seed43"
 
     def describe(self, history: list[dict], best: Best, *, complete: bool, stopped_early: bool) -> dict:
         """The ``training`` entry of ``model.json``."""
@@ -173,6 +174,7 @@ class _Run:
         model.load_state_dict(weights)
         return save_model(self.out_dir, model, model_config=self.model_config,
                           feature_config=self.feature_config, snippet_config=self.snippet_config,
+                          cnn_input=self.cnn_input,
                           threshold=threshold, metrics=metrics,
                           training=self.describe(history, best, complete=complete, stopped_early=stopped_early))
 
@@ -378,7 +380,8 @@ def train_model(train: SnippetSet, validation: SnippetSet, *, model_config: Mode
                 train_config: TrainConfig, out_dir: str | os.PathLike, feature_config: FeatureConfig,
                 snippet_config: SnippetConfig, log: Callable[[str], None] | None = None,
                 progress: Callable[[int, dict], None] | None = None,
-                resume: bool = False, log_dir: str | os.PathLike | None = None) -> TrainResult:
+                resume: bool = False, log_dir: str | os.PathLike | None = None,
+                cnn_input: str = "seed43") -> TrainResult:
     """Train :class:`~progrock.model.network.SeedCNN` and save the best epoch.
 
     Parameters
@@ -393,6 +396,9 @@ def train_model(train: SnippetSet, validation: SnippetSet, *, model_config: Mode
         Where the model, the resumable state, the history and the monitoring go.
     feature_config, snippet_config
         Saved with the model so it describes its own input.
+    cnn_input : str
+        What the snippets hold (:data:`progrock.model.inputs.CNN_INPUTS`): the
+        feature set's rows and any the input adds below them; saved too.
     log : callable, optional
         Receives one human-readable line per epoch and a few more.
     progress : callable, optional
@@ -409,16 +415,19 @@ def train_model(train: SnippetSet, validation: SnippetSet, *, model_config: Mode
     """
     log = log or (lambda _msg: None)
     out_dir = Path(out_dir)
-    if feature_config.n_features != model_config.n_features:
+    from progrock.model.inputs import cnn_added_rows
+
+    if feature_config.n_features + cnn_added_rows(cnn_input) != model_config.n_features:
         raise ConfigError(f"the model expects {model_config.n_features} features, "
-                          f"{feature_config.describe()} gives {feature_config.n_features}")
+                          f"{feature_config.describe()} gives {feature_config.n_features}"
+                          + ("" if cnn_input == "seed43" else f" and {cnn_input!r} adds {cnn_added_rows(cnn_input)}"))
     snippet_config.check_frame_rate(feature_config)
     _check_set(train, "training", model_config)
     _check_set(validation, "validation", model_config)
     out_dir.mkdir(parents=True, exist_ok=True)
     run = _Run(train, validation, model_config, train_config, feature_config, snippet_config, out_dir,
                positive_weight(train.y, train_config.class_weight),
-               Path(log_dir) if log_dir is not None else out_dir / "tensorboard")
+               Path(log_dir) if log_dir is not None else out_dir / "tensorboard", cnn_input)
     # a training step allocates and frees hundreds of MB: keep them in the process (page faults
     # took a quarter of a step's time with glibc's default thresholds)
     array_friendly_malloc(trim_bytes=512 << 20)
