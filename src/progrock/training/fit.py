@@ -82,9 +82,9 @@ which a 10-s snippet cannot hear by itself (BENCHMARKS.md §12)."""
 JUDGING = {"seed": {}, "default": {"predict_start": 0.0, "predict_hop": 2.5}}
 """Where each recipe's run places the snippets of a song it judges (validation songs, test songs,
 predictions; :class:`progrock.data.snippets.SnippetConfig` ``predict_start`` and ``predict_hop``,
-s): the seed's one every 5 s from 10 s in, or one every 2.5 s from the song's start. The strongest
-passages can lie anywhere, the intro included, and twice the snippets make a steadier mean of the
-strongest fifth, whose threshold then carries better to other songs (BENCHMARKS.md §12)."""
+s): the seed's one every 5 s from 10 s in, or one every 2.5 s from the song's start: the whole song,
+the intro included, and twice the snippets for a steadier song score, whose threshold then carries
+better to other songs (measured with the strongest passages' rule: BENCHMARKS.md §12)."""
 
 LOGISTIC_CS = (0.01, 0.03, 0.1, 0.3, 1.0)
 """The logistic models' candidate inverse regularisations (``C``)."""
