@@ -258,3 +258,13 @@ def test_a_run_whose_cnn_input_does_not_fit_its_network_is_refused(fitted, tmp_p
     meta_path.write_text(json.dumps(meta))
     with pytest.raises(ModelError, match=r"run.model\.json.*seed43\+lyrics.*does not compute"):
         load_run(tmp_path / "run")
+
+
+def test_asking_the_default_recipe_for_cnn_mean_gives_its_cnn(fitted, tmp_path):
+    """The default recipe's cnn judges by the mean: a run asked for cnn_mean by name gets cnn, and is told."""
+    data, plan, _runs = fitted
+    lines: list[str] = []
+    run = fit_run(data, tmp_path, replace(plan, models=("cnn_mean",), folds=2,
+                                          train_config=replace(plan.train_config, epochs=1)), log=lines.append)
+    assert list(run.entries) == ["cnn"] and run.entries["cnn"].rule == "mean"
+    assert any("cnn_mean is cnn" in line for line in lines)

@@ -250,6 +250,8 @@ def fit_run(data: SongFeatures, run_dir: Path, plan: FitPlan, *, log: Callable[[
     models = [m for m in MODELS if m in plan.models and (not m.startswith("musicnn") or "musicnn" in data.features)]
     if CNN_RULES[plan.recipe] == "mean" and "cnn_mean" in models:     # the same model as the recipe's cnn
         models = [m for m in MODELS if m in models + ["cnn"] and m != "cnn_mean"]
+        if tuple(plan.models) != MODELS:                              # asked for by name
+            log(f"the {plan.recipe} recipe's cnn judges by the mean snippet probability: cnn_mean is cnn")
     groups = _groups(data, train.names)
     configs = {"seed43": FeatureConfig.named("seed43")} | (
         {"musicnn": FeatureConfig.named("musicnn")} if "musicnn" in data.features else {})
