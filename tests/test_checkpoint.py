@@ -72,6 +72,24 @@ def test_save_refuses_features_the_model_cannot_take(tmp_path):
         _save(tmp_path, ModelConfig(), FeatureConfig(name="logmel", n_mels=96, n_mfcc=0, n_chroma=0))
 
 
+def test_a_network_reading_the_song_structure_says_so_and_is_checked(tmp_path):
+    """A member checkpoint records what the network reads; one that does not fit its rows is refused."""
+    from progrock.features.structure import STRUCTURE_ROWS
+
+    config = ModelConfig(n_features=43 + len(STRUCTURE_ROWS))
+    with pytest.raises(ConfigError, match="adds 4"):
+        _save(tmp_path / "a", ModelConfig(), cnn_input="seed43+structure")
+    _save(tmp_path / "b", config, cnn_input="seed43+structure")
+    loaded = load_model(tmp_path / "b")
+    assert loaded.cnn_input == "seed43+structure" and loaded.model_config == config
+    assert not (tmp_path / "a").exists()                  # refused before anything was written
+    meta = json.loads((tmp_path / "b" / "model.json").read_text())
+    del meta["cnn_input"]                                  # as saved before: seed43, 43 rows
+    (tmp_path / "b" / "model.json").write_text(json.dumps(meta))
+    with pytest.raises(ModelError, match="takes 47 rows but reads 'seed43'"):
+        load_model(tmp_path / "b")
+
+
 def test_missing_files(tmp_path):
     with pytest.raises(ModelError, match="missing"):
         load_model(tmp_path)

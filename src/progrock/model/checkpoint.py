@@ -40,8 +40,8 @@ from progrock.atomic import atomic_write_bytes, json_text, write_temporary
 from progrock.constants import CLASSES
 from progrock.data.snippets import SnippetConfig, SnippetSet
 from progrock.errors import ConfigError, ModelError
-from progrock.model.inputs import cnn_added_rows
 from progrock.features.sets import FeatureConfig
+from progrock.model.inputs import cnn_added_rows, cnn_rows_said
 from progrock.model.network import ModelConfig, SeedCNN, predict_proba
 
 FORMAT_NAME = "progrock-model"
@@ -162,8 +162,7 @@ def save_model(out_dir: str | os.PathLike, model: SeedCNN, *, model_config: Mode
         raise ConfigError(f"threshold must be in (0, 1), got {threshold}")
     if model_config.n_features != feature_config.n_features + cnn_added_rows(cnn_input):
         raise ConfigError(f"model expects {model_config.n_features} features but the feature "
-                          f"configuration {feature_config.describe()} gives {feature_config.n_features}"
-                          + ("" if cnn_input == "seed43" else f" and {cnn_input!r} adds {cnn_added_rows(cnn_input)}"))
+                          f"configuration {cnn_rows_said(feature_config, cnn_input)}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     weights_path = out_dir / f"{name}.safetensors"

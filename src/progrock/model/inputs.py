@@ -172,6 +172,12 @@ def cnn_added_rows(name: str) -> int:
     return len(STRUCTURE_ROWS) if name == "seed43+structure" else 0
 
 
+def cnn_rows_said(feature_config, name: str) -> str:
+    """How many rows the CNN input ``name`` of a feature set has, for messages."""
+    said = f"{feature_config.describe()} gives {feature_config.n_features}"
+    return said if not cnn_added_rows(name) else f"{said} and {name!r} adds {cnn_added_rows(name)}"
+
+
 def cnn_matrix(seed43: np.ndarray, name: str, *, frame_rate: float) -> np.ndarray:
     """The CNN input ``name`` of one song.
 

@@ -415,12 +415,11 @@ def train_model(train: SnippetSet, validation: SnippetSet, *, model_config: Mode
     """
     log = log or (lambda _msg: None)
     out_dir = Path(out_dir)
-    from progrock.model.inputs import cnn_added_rows
+    from progrock.model.inputs import cnn_added_rows, cnn_rows_said
 
     if feature_config.n_features + cnn_added_rows(cnn_input) != model_config.n_features:
         raise ConfigError(f"the model expects {model_config.n_features} features, "
-                          f"{feature_config.describe()} gives {feature_config.n_features}"
-                          + ("" if cnn_input == "seed43" else f" and {cnn_input!r} adds {cnn_added_rows(cnn_input)}"))
+                          f"{cnn_rows_said(feature_config, cnn_input)}")
     snippet_config.check_frame_rate(feature_config)
     _check_set(train, "training", model_config)
     _check_set(validation, "validation", model_config)
