@@ -30,7 +30,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -175,6 +175,11 @@ class Run:
 
         return cnn_matrix(seed43, self.cnn_input, frame_rate=self.snippet_config.frame_rate)
 
+    @property
+    def frames_view(self) -> Callable[[np.ndarray], np.ndarray] | None:
+        """:meth:`cnn_view` for :meth:`SongFrames.from_songs`; ``None`` where the CNN reads ``seed43`` as it is."""
+        return None if self.cnn_input == "seed43" else self.cnn_view
+
     # -- what the run needs -------------------------------------------------------------------
 
     def model_names(self, models: Sequence[str] | None = None) -> list[str]:
@@ -257,7 +262,7 @@ class Run:
         """Per song, the CNN's snippet starts (frames) and probabilities."""
         c = self.snippet_config
         frames = SongFrames.from_songs(list(zip(songs.names, songs.features["seed43"], [None] * len(songs.names))), c,
-                                       view=None if self.cnn_input == "seed43" else self.cnn_view)
+                                       view=self.frames_view)
         snippets = SnippetSet.place(frames, c, by_class=False)
         probs = self.snippet_probabilities(snippets)
         return [(snippets.start[snippets.song == i], probs[snippets.song == i]) for i in range(len(songs.names))]

@@ -295,7 +295,7 @@ def _fit_cnn(run: Run, data: SongFeatures, plan: FitPlan, run_dir: Path, *, log,
     from progrock.training.loop import train_model
 
     c = plan.snippet_config
-    sets = snippet_sets(data, c, sets=["train", "validation"], view=None if run.cnn_input == "seed43" else run.cnn_view)
+    sets = snippet_sets(data, c, sets=["train", "validation"], view=run.frames_view)
     train, validation = sets["train"], sets["validation"]
     tc = plan.cnn_config()
     folds = plan.folds if plan.recipe == "default" else 1
