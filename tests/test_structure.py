@@ -428,7 +428,8 @@ def test_real_recordings_give_sane_descriptors():
 
     for path in real_songs():
         x = seed43(decode(path).y)
-        d = dict(zip(NAMES, st.describe_song(x, frame_rate=FRAME_RATE)))
+        s = st.analyse_song(x, frame_rate=FRAME_RATE)
+        d = dict(zip(NAMES, st.descriptors(s)))
         assert all(np.isfinite(v) for v in d.values()), (path, d)
         assert 60.0 <= d["tempo_median_bpm"] <= 220.0, (path, d)
         assert d["duration_s"] == pytest.approx(x.shape[1] / FRAME_RATE)
@@ -436,6 +437,12 @@ def test_real_recordings_give_sane_descriptors():
         assert 0.0 <= d["odd_metre_mean"] <= d["odd_metre_max"] <= 1.0
         assert 0.0 <= d["reprise"] <= 1.0 and 0.0 <= d["quiet_share"] <= 1.0
         assert -1.0 <= d["repetition"] <= 1.0
+        rows = dict(zip(st.STRUCTURE_ROWS, st.structure_rows(s, n_frames=x.shape[1], frame_rate=FRAME_RATE)))
+        assert all(np.isfinite(r).all() for r in rows.values()), path
+        assert 0.0 <= rows["odd_metre"].min() and rows["odd_metre"].max() <= 1.0
+        assert np.abs(rows["tempo_offset_oct"]).max() <= 2.0               # within two octaves of the median
+        assert set(np.unique(rows["away_from_home_key"])) <= {0.0, 1.0}
+        assert -1.0 <= rows["phrase_return"].min() and rows["phrase_return"].max() <= 1.0
 
 
 def test_structure_svg_draws_every_section_key_and_window():
