@@ -204,6 +204,7 @@ def test_a_run_whose_model_reads_an_entry_this_version_does_not_compute_is_refus
 def test_default_cnn_reads_the_songs_structure_beside_its_features(fitted, tmp_path):
     """The default recipe's CNN reads the 43 features and, below them, the song's structure rows from
     one analysis of the whole song; the run says so, keeps it when saved, and judges by it."""
+    import dataclasses
     import json
 
     from progrock.features.structure import STRUCTURE_ROWS, analyse_song, structure_rows
@@ -229,9 +230,7 @@ def test_default_cnn_reads_the_songs_structure_beside_its_features(fitted, tmp_p
                                atol=1e-6)
     # the rows matter: the same networks reading the features alone (zero rows beside them) judge otherwise
     flat = [np.vstack([m, np.zeros((len(STRUCTURE_ROWS), m.shape[1]), np.float32)]) for m in val.features["seed43"]]
-    blind = load_run(tmp_path / "saved")
-    blind.cnn_input = "seed43"
-    blind.networks = loaded.networks
+    blind = dataclasses.replace(loaded, cnn_input="seed43")
     frames = SongFrames.from_songs(list(zip(val.names, flat, [None] * len(flat))), run.snippet_config)
     snippets = SnippetSet.place(frames, run.snippet_config, by_class=False)
     p = blind.snippet_probabilities(snippets)

@@ -41,7 +41,7 @@ from progrock.constants import CLASSES
 from progrock.data.snippets import SnippetConfig, SnippetSet
 from progrock.errors import ConfigError, ModelError
 from progrock.features.sets import FeatureConfig
-from progrock.model.inputs import cnn_added_rows, cnn_rows_said
+from progrock.model.inputs import cnn_rows, cnn_rows_said
 from progrock.model.network import ModelConfig, SeedCNN, predict_proba
 
 FORMAT_NAME = "progrock-model"
@@ -160,7 +160,7 @@ def save_model(out_dir: str | os.PathLike, model: SeedCNN, *, model_config: Mode
     """
     if not (0.0 < float(threshold) < 1.0):
         raise ConfigError(f"threshold must be in (0, 1), got {threshold}")
-    if model_config.n_features != feature_config.n_features + cnn_added_rows(cnn_input):
+    if model_config.n_features != cnn_rows(feature_config, cnn_input):
         raise ConfigError(f"model expects {model_config.n_features} features but the feature "
                           f"configuration {cnn_rows_said(feature_config, cnn_input)}")
     out_dir = Path(out_dir)
@@ -318,7 +318,7 @@ def load_model(path: str | os.PathLike, *, expect_features: FeatureConfig | None
         weights = meta["weights"]
         weights_name, expected_hash = str(weights["file"]), str(weights["sha256"])
         cnn_input = str(meta.get("cnn_input", "seed43"))       # models saved before it was recorded: seed43
-        rows = feature_config.n_features + cnn_added_rows(cnn_input)
+        rows = cnn_rows(feature_config, cnn_input)
     except (ConfigError, ModelError, TypeError, ValueError, KeyError) as exc:
         raise ModelError(f"{json_path}: invalid model description ({exc})") from exc
     if model_config.n_features != rows:

@@ -172,6 +172,12 @@ def cnn_added_rows(name: str) -> int:
     return len(STRUCTURE_ROWS) if name == "seed43+structure" else 0
 
 
+def cnn_rows(feature_config, name: str) -> int:
+    """Rows of the CNN input ``name`` cut from a song's matrix of ``feature_config``'s set: its rows
+    and those the input adds below them."""
+    return feature_config.n_features + cnn_added_rows(name)
+
+
 def cnn_rows_said(feature_config, name: str) -> str:
     """How many rows the CNN input ``name`` of a feature set has, for messages."""
     said = f"{feature_config.describe()} gives {feature_config.n_features}"

@@ -459,7 +459,7 @@ def _run_from_checkpoint(json_path: Path) -> Run:
 
 def _run_from_description(json_path: Path, meta: dict) -> Run:
     from progrock.model.checkpoint import load_weights, read_tensors, verified_file
-    from progrock.model.inputs import cnn_added_rows, columns_of
+    from progrock.model.inputs import cnn_rows, columns_of
 
     if tuple(meta["class_names"]) != tuple(CLASSES):
         raise ModelError(f"{json_path}: class names {meta['class_names']} are not {list(CLASSES)}")
@@ -487,7 +487,7 @@ def _run_from_description(json_path: Path, meta: dict) -> Run:
     snippet_config = SnippetConfig.from_dict(meta["snippet_config"])
     snippet_config.check_frame_rate(configs.get("seed43") or FeatureConfig.named("seed43"))
     cnn_input = str(meta["cnn"].get("input", "seed43"))     # runs saved before the CNN could read more
-    rows = (configs.get("seed43") or FeatureConfig.named("seed43")).n_features + cnn_added_rows(cnn_input)
+    rows = cnn_rows(configs.get("seed43") or FeatureConfig.named("seed43"), cnn_input)
     if networks and networks[0].config.n_features != rows:
         raise ModelError(f"{json_path}: the CNN reads {cnn_input!r} ({rows} rows) but its network takes "
                          f"{networks[0].config.n_features}")

@@ -47,7 +47,7 @@ from progrock.evaluation.verdict import song_scores
 from progrock.features.sets import FeatureConfig
 from progrock.model import classical
 from progrock.model.familiarity import fit_familiarity
-from progrock.model.inputs import cnn_added_rows
+from progrock.model.inputs import cnn_rows
 from progrock.model.network import ModelConfig
 from progrock.model.run import ModelEntry, Run, Songs
 from progrock.training.config import TrainConfig
@@ -170,8 +170,7 @@ class FitPlan:
     def network_config(self) -> ModelConfig:
         """The CNN's network under the recipe: ``model_config`` taking the rows of the recipe's input
         (:data:`CNN_INPUT`)."""
-        rows = FeatureConfig.named("seed43").n_features + cnn_added_rows(CNN_INPUT[self.recipe])
-        return replace(self.model_config, n_features=rows)
+        return replace(self.model_config, n_features=cnn_rows(FeatureConfig.named("seed43"), CNN_INPUT[self.recipe]))
 
     def run_snippets(self) -> SnippetConfig:
         """The plan's snippet placement with its recipe's placement of judged songs (:data:`JUDGING`)."""

@@ -415,9 +415,9 @@ def train_model(train: SnippetSet, validation: SnippetSet, *, model_config: Mode
     """
     log = log or (lambda _msg: None)
     out_dir = Path(out_dir)
-    from progrock.model.inputs import cnn_added_rows, cnn_rows_said
+    from progrock.model.inputs import cnn_rows, cnn_rows_said
 
-    if feature_config.n_features + cnn_added_rows(cnn_input) != model_config.n_features:
+    if cnn_rows(feature_config, cnn_input) != model_config.n_features:
         raise ConfigError(f"the model expects {model_config.n_features} features, "
                           f"{cnn_rows_said(feature_config, cnn_input)}")
     snippet_config.check_frame_rate(feature_config)
