@@ -511,3 +511,24 @@ def test_structure_rows_say_which_phrases_return(verse_chorus_and_through_compos
     np.testing.assert_allclose(returns[:13], 1.0)                    # these phrases come back exactly
     assert st.repetition(X, phrase_blocks=8, min_lag_blocks=16) == pytest.approx(returns.mean())
     assert np.isnan(st.phrase_returns(X[:30], phrase_blocks=8, min_lag_blocks=16)).any()   # no partner far enough
+
+
+def test_the_cnn_rows_and_the_descriptors_of_a_song_come_from_one_analysis(monkeypatch):
+    """Judging a song with the CNN and the structure model analyses it once; an equal matrix finds that
+    analysis, a changed one is analysed anew, and both inputs equal the analysis done directly."""
+    from progrock.model import inputs
+
+    x = seed43(as_audio(drums([(24.0, 0.25, "KhShKhh")])))
+    calls = []
+    real = st.analyse_song
+    monkeypatch.setattr(st, "analyse_song", lambda m, **kw: calls.append(1) or real(m, **kw))
+    view = inputs.cnn_matrix(x, "seed43+structure", frame_rate=FRAME_RATE)
+    row = inputs.structure_input(x.copy(), frame_rate=FRAME_RATE, snippet_probs=np.array([0.25, 0.75]))
+    assert len(calls) == 1
+    direct = real(x, frame_rate=FRAME_RATE)
+    np.testing.assert_array_equal(view[43:], st.structure_rows(direct, n_frames=x.shape[1], frame_rate=FRAME_RATE))
+    np.testing.assert_array_equal(row, np.append(st.descriptors(direct), 0.5))
+    changed = x.copy()
+    changed[-1, 100] += 1.0
+    inputs.structure_input(changed, frame_rate=FRAME_RATE, snippet_probs=np.zeros(0))
+    assert len(calls) == 2

@@ -32,9 +32,15 @@ The musicnn models read their feature set's rows directly (tags, embeddings per 
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+import hashlib
+import threading
+from collections import OrderedDict
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from progrock.features.structure import SongStructure
 
 PROFILE_NAMES: tuple[str, ...] = (
     "cnn_mean", "cnn_std", "cnn_q10", "cnn_q50", "cnn_q90", "cnn_share_prog", "cnn_longest_prog_share",
@@ -87,22 +93,54 @@ def statistics_input(seed43: np.ndarray, **_) -> np.ndarray:
     return song_statistics(seed43)
 
 
+SONGS_REMEMBERED: int = 256
+"""Analyses :func:`song_structure` keeps, by the content of the song's matrix (a few kB each)."""
+
+_analyses: OrderedDict[bytes, "SongStructure"] = OrderedDict()
+_analyses_lock = threading.Lock()
+
+
+def song_structure(seed43: np.ndarray, *, frame_rate: float) -> "SongStructure":
+    """:func:`~progrock.features.structure.analyse_song` of one song, analysed once for every model.
+
+    The CNN's structure rows (:func:`cnn_matrix`) and the structure model's
+    descriptors (:func:`structure_input`) of a song come from one analysis:
+    the last :data:`SONGS_REMEMBERED` are kept, keyed by a hash of the
+    matrix's bytes, its shape and the frame rate, so an equal matrix finds
+    its analysis and a changed one never does.
+    """
+    from progrock.features.structure import analyse_song
+
+    x = np.ascontiguousarray(seed43)
+    key = hashlib.blake2b(x, digest_size=20).digest() + repr((x.shape, x.dtype.str, float(frame_rate))).encode()
+    with _analyses_lock:
+        if key in _analyses:
+            _analyses.move_to_end(key)
+            return _analyses[key]
+    s = analyse_song(x, frame_rate=frame_rate)
+    with _analyses_lock:
+        _analyses[key] = s
+        while len(_analyses) > SONGS_REMEMBERED:
+            _analyses.popitem(last=False)
+    return s
+
+
 def structure_profile_input(seed43: np.ndarray, *, frame_rate: float, snippet_probs: np.ndarray,
                             snippet_starts: np.ndarray, duration: float, **_) -> np.ndarray:
     """The ``structure_profile`` input of one song: descriptors, then the CNN's snippet profile."""
-    from progrock.features.structure import describe_song
+    from progrock.features.structure import descriptors
 
-    return np.concatenate([describe_song(seed43, frame_rate=frame_rate),
+    return np.concatenate([descriptors(song_structure(seed43, frame_rate=frame_rate)),
                            snippet_profile(snippet_probs, snippet_starts, duration)])
 
 
 def structure_input(seed43: np.ndarray, *, frame_rate: float, snippet_probs: np.ndarray, **_) -> np.ndarray:
     """The ``structure`` input of one song: descriptors, then the mean snippet probability
     (0 without snippets, as :func:`snippet_profile`)."""
-    from progrock.features.structure import describe_song
+    from progrock.features.structure import descriptors
 
     p = np.asarray(snippet_probs, dtype=np.float64)
-    return np.concatenate([describe_song(seed43, frame_rate=frame_rate), [p.mean() if p.size else 0.0]])
+    return np.concatenate([descriptors(song_structure(seed43, frame_rate=frame_rate)), [p.mean() if p.size else 0.0]])
 
 
 def input_names(name: str) -> list[str]:
@@ -199,13 +237,14 @@ def cnn_matrix(seed43: np.ndarray, name: str, *, frame_rate: float) -> np.ndarra
     -------
     np.ndarray [shape=(43 + cnn_added_rows(name), n_frames), dtype=float32]
         ``seed43`` itself for ``"seed43"``; below it, for ``"seed43+structure"``,
-        :func:`~progrock.features.structure.structure_rows` of one analysis of the whole song.
+        :func:`~progrock.features.structure.structure_rows` of one analysis of the whole song
+        (:func:`song_structure`, the one the structure model's descriptors come from).
     """
     if not cnn_added_rows(name):
         return seed43
-    from progrock.features.structure import analyse_song, structure_rows
+    from progrock.features.structure import structure_rows
 
-    s = analyse_song(seed43, frame_rate=frame_rate)
+    s = song_structure(seed43, frame_rate=frame_rate)
     return np.vstack([np.asarray(seed43, dtype=np.float32),
                       structure_rows(s, n_frames=seed43.shape[1], frame_rate=frame_rate)])
 
