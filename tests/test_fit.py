@@ -202,39 +202,52 @@ def test_a_run_whose_model_reads_an_entry_this_version_does_not_compute_is_refus
 
 
 def test_default_cnn_reads_the_songs_structure_beside_its_features(fitted, tmp_path):
-    """The default recipe's CNN reads the 43 features and, below them, the song's structure rows from
-    one analysis of the whole song; the run says so, keeps it when saved, and judges by it."""
+    """The default recipe's CNN reads the 43 features and, below them, the song's structure rows and
+    its length from one analysis of the whole song; the run says so, keeps it when saved, and judges
+    by it."""
     import dataclasses
     import json
 
-    from progrock.features.structure import STRUCTURE_ROWS, analyse_song, structure_rows
+    from progrock.features.structure import SONG_ROWS, STRUCTURE_ROWS, analyse_song, structure_rows
     from progrock.model.run import load_run, save_run
 
     data, _plan, runs = fitted
     run = runs["pooled"]
-    assert run.cnn_input == "seed43+structure"
-    assert all(net.config.n_features == 43 + len(STRUCTURE_ROWS) for net in run.networks)
+    names = STRUCTURE_ROWS + SONG_ROWS
+    assert run.cnn_input == "seed43+structure+duration"
+    assert all(net.config.n_features == 43 + len(names) for net in run.networks)
     val, _ = _songs(data, "validation", run.snippet_config)
     fr = run.snippet_config.frame_rate
     x = val.features["seed43"][0]
     view = run.cnn_view(x)
     np.testing.assert_array_equal(view[:43], x)
     np.testing.assert_array_equal(view[43:], structure_rows(analyse_song(x, frame_rate=fr), n_frames=x.shape[1],
-                                                            frame_rate=fr))
+                                                            frame_rate=fr, names=names))
     save_run(tmp_path / "saved", run)
-    assert json.loads((tmp_path / "saved" / "model.json").read_text())["cnn"]["input"] == "seed43+structure"
+    assert json.loads((tmp_path / "saved" / "model.json").read_text())["cnn"]["input"] == "seed43+structure+duration"
     loaded = load_run(tmp_path / "saved")
-    assert loaded.cnn_input == "seed43+structure"
+    assert loaded.cnn_input == "seed43+structure+duration"
     mine = [r.probability for r in run.judge(val, ["cnn"]).results["cnn"]]
     np.testing.assert_allclose([r.probability for r in loaded.judge(val, ["cnn"]).results["cnn"]], mine,
                                atol=1e-6)
+
+    def judged_as(matrices):
+        """The loaded networks' mean snippet probability of each song, reading ``matrices`` as they are."""
+        blind = dataclasses.replace(loaded, cnn_input="seed43")
+        frames = SongFrames.from_songs(list(zip(val.names, matrices, [None] * len(matrices))), run.snippet_config)
+        snippets = SnippetSet.place(frames, run.snippet_config, by_class=False)
+        p = blind.snippet_probabilities(snippets)
+        return [p[snippets.song == i].mean() for i in range(len(matrices))]
+
+    views = [run.cnn_view(m) for m in val.features["seed43"]]
+    np.testing.assert_allclose(judged_as(views), mine, atol=1e-4)          # verdicts hold 4 decimals
     # the rows matter: the same networks reading the features alone (zero rows beside them) judge otherwise
-    flat = [np.vstack([m, np.zeros((len(STRUCTURE_ROWS), m.shape[1]), np.float32)]) for m in val.features["seed43"]]
-    blind = dataclasses.replace(loaded, cnn_input="seed43")
-    frames = SongFrames.from_songs(list(zip(val.names, flat, [None] * len(flat))), run.snippet_config)
-    snippets = SnippetSet.place(frames, run.snippet_config, by_class=False)
-    p = blind.snippet_probabilities(snippets)
-    assert not np.allclose([p[snippets.song == i].mean() for i in range(len(flat))], mine, atol=1e-3)
+    assert not np.allclose(judged_as([np.vstack([m[:43], np.zeros_like(m[43:])]) for m in views]), mine, atol=1e-3)
+    # and so does the length: the same songs said to be four times as long are judged otherwise
+    longer = [m.copy() for m in views]
+    for m in longer:
+        m[43 + names.index("duration_oct")] += 2.0
+    assert not np.allclose(judged_as(longer), mine, atol=1e-3)
 
 
 def test_a_run_whose_cnn_input_does_not_fit_its_network_is_refused(fitted, tmp_path):
@@ -251,7 +264,11 @@ def test_a_run_whose_cnn_input_does_not_fit_its_network_is_refused(fitted, tmp_p
     meta = json.loads(meta_path.read_text())
     del meta["cnn"]["input"]                                     # as saved before: seed43, 43 rows
     meta_path.write_text(json.dumps(meta))
-    with pytest.raises(ModelError, match=r"run.model\.json.*'seed43' \(43 rows\).*takes 47"):
+    with pytest.raises(ModelError, match=r"run.model\.json.*'seed43' \(43 rows\).*takes 48"):
+        load_run(tmp_path / "run")
+    meta["cnn"]["input"] = "seed43+structure"                   # the previous default: 47 rows
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(ModelError, match=r"run.model\.json.*seed43\+structure.*takes 48"):
         load_run(tmp_path / "run")
     meta["cnn"]["input"] = "seed43+lyrics"
     meta_path.write_text(json.dumps(meta))

@@ -513,6 +513,25 @@ def test_structure_rows_say_which_phrases_return(verse_chorus_and_through_compos
     assert np.isnan(st.phrase_returns(X[:30], phrase_blocks=8, min_lag_blocks=16)).any()   # no partner far enough
 
 
+def test_the_duration_row_says_how_long_the_song_is_at_every_frame():
+    """A 30-s and a 60-s song: their duration rows read log2(30/120) = -2 and -1 at every frame; the
+    CNN input that hears the length ends in it, and the previous default input is as it was."""
+    from progrock.model import inputs
+
+    for seconds, octaves in ((30.0, -2.0), (60.0, -1.0)):
+        x = seed43(as_audio(tones(major_progression(60, int(seconds / 2)), chord_s=2.0, partials=[1, .5, .3])))
+        s = st.analyse_song(x, frame_rate=FRAME_RATE)
+        rows = st.structure_rows(s, n_frames=x.shape[1], frame_rate=FRAME_RATE, names=("duration_oct", "odd_metre"))
+        np.testing.assert_allclose(rows[0], octaves, atol=0.01)
+        np.testing.assert_array_equal(rows[1], st.structure_rows(s, n_frames=x.shape[1], frame_rate=FRAME_RATE)[0])
+        full = inputs.cnn_matrix(x, "seed43+structure+duration", frame_rate=FRAME_RATE)
+        assert full.shape == (43 + len(st.STRUCTURE_ROWS) + 1, x.shape[1])
+        np.testing.assert_array_equal(full[-1], rows[0])
+        np.testing.assert_array_equal(inputs.cnn_matrix(x, "seed43+structure", frame_rate=FRAME_RATE), full[:-1])
+    with pytest.raises(ProgrockError, match="unknown structure rows.*'loudness'"):
+        st.structure_rows(s, n_frames=x.shape[1], frame_rate=FRAME_RATE, names=("loudness",))
+
+
 def test_the_cnn_rows_and_the_descriptors_of_a_song_come_from_one_analysis(monkeypatch):
     """Judging a song with the CNN and the structure model analyses it once; an equal matrix finds that
     analysis, a changed one is analysed anew, and both inputs equal the analysis done directly."""

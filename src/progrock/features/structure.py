@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Callable
+from typing import Callable, Sequence
 
 import librosa
 import numpy as np
@@ -1107,15 +1107,23 @@ def timeline(s: SongStructure) -> dict[str, np.ndarray]:
 
 
 STRUCTURE_ROWS: tuple[str, ...] = ("odd_metre", "tempo_offset_oct", "away_from_home_key", "phrase_return")
-"""Rows of :func:`structure_rows`: the song's structure evidence along it, frame by frame."""
+"""Rows of :func:`structure_rows` that follow the song: its structure evidence, frame by frame."""
+
+SONG_ROWS: tuple[str, ...] = ("duration_oct",)
+"""Rows of :func:`structure_rows` that hold one value of the whole song at every frame."""
+
+DURATION_UNIT_S: float = 120.0
+"""The length ``duration_oct`` reads as 0: ``log2(duration / DURATION_UNIT_S)``."""
 
 
-def structure_rows(s: SongStructure, *, n_frames: int, frame_rate: float) -> np.ndarray:
+def structure_rows(s: SongStructure, *, n_frames: int, frame_rate: float,
+                   names: Sequence[str] = STRUCTURE_ROWS) -> np.ndarray:
     """Where the song stands in its own structure at every frame: rows a network can read beside the features.
 
     A snippet of ten seconds cannot hear whether its tempo or key is the
-    song's own or how much of it comes back later; these rows say it at each
-    frame, from one analysis of the whole song (:func:`analyse_song`).
+    song's own, how much of it comes back later or how long the song it
+    belongs to is; these rows say it at each frame, from one analysis of the
+    whole song (:func:`analyse_song`).
 
     Parameters
     ----------
@@ -1124,27 +1132,42 @@ def structure_rows(s: SongStructure, *, n_frames: int, frame_rate: float) -> np.
         Frames of the song's feature matrix.
     frame_rate : float
         Frames per second.
+    names : sequence of str
+        The rows, in order, from :data:`STRUCTURE_ROWS` and :data:`SONG_ROWS`.
 
     Returns
     -------
-    np.ndarray [shape=(len(STRUCTURE_ROWS), n_frames), dtype=float32]
-        :data:`STRUCTURE_ROWS`: the odd-metre evidence of the analysis
-        windows (0-1), the tempo against the song's median in octaves
+    np.ndarray [shape=(len(names), n_frames), dtype=float32]
+        ``odd_metre``: the odd-metre evidence of the analysis windows (0-1);
+        ``tempo_offset_oct``: the tempo against the song's median in octaves
         (``log2(bpm / median)``), both interpolated between window centres;
-        1 where the window's key is not the song's most frequent key, else 0;
-        and how well the 8-s phrase starting there returns elsewhere
-        (:func:`phrase_returns`, -1 to 1; 0 in a song too short for returns).
-        Each holds its first and last value beyond its first and last point.
+        ``away_from_home_key``: 1 where the window's key is not the song's
+        most frequent key, else 0; ``phrase_return``: how well the 8-s phrase
+        starting there returns elsewhere (:func:`phrase_returns`, -1 to 1; 0
+        in a song too short for returns), each holding its first and last
+        value beyond its first and last point; ``duration_oct``: the song's
+        length (``s.duration``) in octaves of :data:`DURATION_UNIT_S`, the
+        same at every frame.
     """
+    unknown = [n for n in names if n not in STRUCTURE_ROWS + SONG_ROWS]
+    if unknown:
+        raise ProgrockError(f"unknown structure rows {unknown}; known: {list(STRUCTURE_ROWS + SONG_ROWS)}")
     t = np.arange(int(n_frames)) / float(frame_rate)
-    rows = np.zeros((len(STRUCTURE_ROWS), t.size), dtype=np.float32)
-    rows[0] = np.interp(t, s.tempo_times, s.odd_metre)
-    rows[1] = np.interp(t, s.tempo_times, np.log2(s.tempo_bpm / np.median(s.tempo_bpm)))
-    home = np.bincount(s.keys).argmax()
-    rows[2] = s.keys[np.clip(np.searchsorted(s.key_times, t), 0, len(s.keys) - 1)] != home
-    known = np.isfinite(s.phrase_return)
-    if known.any():
-        rows[3] = np.interp(t, s.phrase_times[known], s.phrase_return[known])
+    rows = np.zeros((len(names), t.size), dtype=np.float32)
+    for row, name in zip(rows, names):
+        if name == "odd_metre":
+            row[:] = np.interp(t, s.tempo_times, s.odd_metre)
+        elif name == "tempo_offset_oct":
+            row[:] = np.interp(t, s.tempo_times, np.log2(s.tempo_bpm / np.median(s.tempo_bpm)))
+        elif name == "away_from_home_key":
+            home = np.bincount(s.keys).argmax()
+            row[:] = s.keys[np.clip(np.searchsorted(s.key_times, t), 0, len(s.keys) - 1)] != home
+        elif name == "phrase_return":
+            known = np.isfinite(s.phrase_return)
+            if known.any():
+                row[:] = np.interp(t, s.phrase_times[known], s.phrase_return[known])
+        else:  # duration_oct
+            row[:] = np.log2(max(s.duration, 1.0 / frame_rate) / DURATION_UNIT_S)
     return rows
 
 

@@ -24,8 +24,8 @@ A model may read only some entries of its input: it records their names
 an input can gain entries without changing what a saved model reads.
 
 The CNN reads a matrix per song, frame by frame (:data:`CNN_INPUTS`, :func:`cnn_matrix`): the
-``seed43`` rows, and in the default recipe the song's structure evidence along it beside them
-(:func:`progrock.features.structure.structure_rows`).
+``seed43`` rows, and in the default recipe the song's structure evidence along it and its length
+beneath them (:func:`progrock.features.structure.structure_rows`).
 
 The musicnn models read their feature set's rows directly (tags, embeddings per patch).
 """
@@ -196,19 +196,27 @@ def select_columns(X: np.ndarray, name: str, columns: Sequence[str]) -> np.ndarr
     return np.asarray(X)[:, [names.index(c) for c in columns]]
 
 
-CNN_INPUTS: tuple[str, ...] = ("seed43", "seed43+structure")
-"""What a run's CNN can read, per frame: the course's 43 features, or those and then the rows of
-:data:`progrock.features.structure.STRUCTURE_ROWS`. A run saved without the name read ``seed43``."""
+CNN_INPUTS: tuple[str, ...] = ("seed43", "seed43+structure", "seed43+structure+duration")
+"""What a run's CNN can read, per frame: the course's 43 features; those and then the rows of
+:data:`progrock.features.structure.STRUCTURE_ROWS`; or those and the song's length
+(:data:`progrock.features.structure.SONG_ROWS`) too. A run saved without the name read ``seed43``."""
 
 
-def cnn_added_rows(name: str) -> int:
-    """Rows the CNN input ``name`` (a member of :data:`CNN_INPUTS`) adds below the feature set's."""
+def cnn_added_row_names(name: str) -> tuple[str, ...]:
+    """The rows (:func:`progrock.features.structure.structure_rows` names) the CNN input ``name``, a
+    member of :data:`CNN_INPUTS`, adds below the feature set's."""
     from progrock.errors import ModelError
-    from progrock.features.structure import STRUCTURE_ROWS
+    from progrock.features.structure import SONG_ROWS, STRUCTURE_ROWS
 
     if name not in CNN_INPUTS:
         raise ModelError(f"the CNN reads {name!r}, which this version does not compute (it knows {list(CNN_INPUTS)})")
-    return len(STRUCTURE_ROWS) if name == "seed43+structure" else 0
+    return {"seed43": (), "seed43+structure": STRUCTURE_ROWS,
+            "seed43+structure+duration": STRUCTURE_ROWS + SONG_ROWS}[name]
+
+
+def cnn_added_rows(name: str) -> int:
+    """How many rows the CNN input ``name`` adds below the feature set's (:func:`cnn_added_row_names`)."""
+    return len(cnn_added_row_names(name))
 
 
 def cnn_rows(feature_config, name: str) -> int:
@@ -237,17 +245,19 @@ def cnn_matrix(seed43: np.ndarray, name: str, *, frame_rate: float) -> np.ndarra
     Returns
     -------
     np.ndarray [shape=(43 + cnn_added_rows(name), n_frames), dtype=float32]
-        ``seed43`` itself for ``"seed43"``; below it, for ``"seed43+structure"``,
-        :func:`~progrock.features.structure.structure_rows` of one analysis of the whole song
-        (:func:`song_structure`, the one the structure model's descriptors come from).
+        ``seed43`` itself for ``"seed43"``; below it, for the others, the rows
+        :func:`cnn_added_row_names` of :func:`~progrock.features.structure.structure_rows`, from
+        one analysis of the whole song (:func:`song_structure`, the one the structure model's
+        descriptors come from).
     """
-    if not cnn_added_rows(name):
+    names = cnn_added_row_names(name)
+    if not names:
         return seed43
     from progrock.features.structure import structure_rows
 
     s = song_structure(seed43, frame_rate=frame_rate)
     return np.vstack([np.asarray(seed43, dtype=np.float32),
-                      structure_rows(s, n_frames=seed43.shape[1], frame_rate=frame_rate)])
+                      structure_rows(s, n_frames=seed43.shape[1], frame_rate=frame_rate, names=names)])
 
 
 INPUTS: dict[str, Callable[..., np.ndarray]] = {

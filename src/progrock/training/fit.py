@@ -6,7 +6,7 @@
    recipe (``"seed"``: one network, snippets fixed at the per-class hop, 300
    epochs, the best epoch by validation song balanced accuracy), or the
    default (``"default"``: the 43 features and, below them, the song's
-   structure evidence along it (:data:`CNN_INPUT`); snippets drawn afresh
+   structure evidence along it and its length (:data:`CNN_INPUT`); snippets drawn afresh
    every epoch, early stopping on the validation loss, and an ensemble of
    :data:`FOLDS` networks, each trained without one fold of the training
    songs, whose snippet probabilities are averaged; the song's verdict from
@@ -73,11 +73,12 @@ structure rows every snippet carries the song's own evidence, and the mean, whic
 them, did better on corpora of unseen seeds (BENCHMARKS.md §12). Where the recipe's rule is the
 mean, the run has no separate ``cnn_mean``: it would be the same model."""
 
-CNN_INPUT = {"seed": "seed43", "default": "seed43+structure"}
+CNN_INPUT = {"seed": "seed43", "default": "seed43+structure+duration"}
 """What each recipe's CNN reads per frame (:data:`progrock.model.inputs.CNN_INPUTS`): the course's 43
-features, or those and the song's structure evidence along it (odd metre, tempo against the song's
-own, key away from home, how well the phrase returns: :data:`progrock.features.structure.STRUCTURE_ROWS`),
-which a 10-s snippet cannot hear by itself (BENCHMARKS.md §12)."""
+features, or those and what a 10-s snippet cannot hear by itself: the song's structure evidence
+along it (odd metre, tempo against the song's own, key away from home, how well the phrase returns:
+:data:`progrock.features.structure.STRUCTURE_ROWS`) and how long the song is
+(:data:`~progrock.features.structure.SONG_ROWS`; BENCHMARKS.md §12)."""
 
 JUDGING = {"seed": {}, "default": {"predict_start": 0.0, "predict_hop": 2.5}}
 """Where each recipe's run places the snippets of a song it judges (validation songs, test songs,
@@ -104,9 +105,14 @@ CNN_TITLES = {"vote": "1D-CNN, snippet vote", "top": "1D-CNN, strongest passages
 """The CNN's title by its rule."""
 
 
+CNN_INPUT_TITLES = {"seed43": "", "seed43+structure": ", hearing the song's structure",
+                    "seed43+structure+duration": ", hearing the song's structure and length"}
+"""What the CNN's title adds for what it reads (:data:`progrock.model.inputs.CNN_INPUTS`)."""
+
+
 def cnn_title(rule: str, cnn_input: str) -> str:
     """The CNN's title by its rule and what it reads (:data:`CNN_INPUT`)."""
-    return CNN_TITLES[rule] + ("" if cnn_input == "seed43" else ", hearing the song's structure")
+    return CNN_TITLES[rule] + CNN_INPUT_TITLES[cnn_input]
 
 
 TITLES = {
