@@ -27,9 +27,10 @@ plus MP3 copies it writes once) and prints:
    and audio seconds per second; the Dask runs' caches must equal the local
    run's bit for bit.
 
-The model is the one in ``--run`` (a run folder) or, by default, an untrained
-seed CNN saved to a temporary folder: the time of a prediction does not depend
-on the weights. Nothing here asserts a time; the load average is printed with
+The model is ``--model`` (default ``cnn``) of the run in ``--run`` (a run
+folder) or, by default, an untrained seed CNN saved to a temporary folder: the
+time of a prediction does not depend on the weights, but it does on what the
+run's CNN reads and how many networks it averages (printed). Nothing here asserts a time; the load average is printed with
 each figure.
 """
 
@@ -69,46 +70,50 @@ def durations(paths: list[Path]) -> float:
 
 
 def a_model(run: Path | None, tmp: Path):
-    """The model of ``run``, or an untrained seed CNN saved and loaded like any run's."""
+    """The run in ``run`` (a run folder), or an untrained seed CNN saved and loaded like any run."""
     import torch
 
     from progrock.data.snippets import SnippetConfig
     from progrock.features import FeatureConfig
-    from progrock.model.checkpoint import load_model, save_model
+    from progrock.model.checkpoint import save_model
     from progrock.model.network import ModelConfig, SeedCNN
+    from progrock.model.run import load_run
 
     if run is not None:
-        return load_model(run)
+        return load_run(run)
     torch.manual_seed(0)
     config = ModelConfig()
     save_model(tmp, SeedCNN(config), model_config=config, feature_config=FeatureConfig(),
                snippet_config=SnippetConfig(), threshold=0.5, training={"note": "untrained, for timing"})
-    return load_model(tmp)
+    return load_run(tmp)
 
 
 # ---------------------------------------------------------------------------
 # 1. predict
 
 
-def bench_predict(mp3s: list[Path], model, repeat: int) -> dict:
+def bench_predict(mp3s: list[Path], run, repeat: int, model: str = "cnn") -> dict:
     import librosa
     import torch
 
     from progrock.features.reference import reference_seed43
+    from progrock.model import inputs
     from progrock.predict import classify, classify_files
 
     torch.set_num_threads(1)
 
     def ours():
-        out = list(classify_files(model, mp3s, jobs=1))
+        inputs.forget_analyses()                            # time each song's structure analysis afresh
+        out = list(classify_files(run, mp3s, jobs=1, model=model))
         assert all(pred is not None for _, pred, _ in out), [r for *_, r in out if r]
         return [pred.verdict for _, pred, _ in out]
 
     def reference():
+        inputs.forget_analyses()
         labels = []
         for p in mp3s:
             y, _ = librosa.load(str(p), sr=22_050, mono=True)
-            labels.append(classify(model, reference_seed43(y), name=str(p)).verdict)
+            labels.append(classify(run, {"seed43": reference_seed43(y)}, name=str(p), model=model).verdict)
         return labels
 
     audio = durations(mp3s)
@@ -121,7 +126,9 @@ def bench_predict(mp3s: list[Path], model, repeat: int) -> dict:
             labels[name] = fn()
             best[name] = min(best[name], cpu_seconds() - c)
     same = labels["ours"] == labels["reference"]
-    print(f"\n1. predict, {len(mp3s)} MP3s, {audio:.0f} s of audio, one core ({load()})")
+    print(f"\n1. predict, {len(mp3s)} MP3s, {audio:.0f} s of audio, one core ({load()}); model {model!r}: "
+          f"{run.entries[model].title}, {len(run.networks)} network(s) reading {run.cnn_input!r}, "
+          f"snippets every {run.snippet_config.predict_hop} s")
     print("| path | CPU s | x real time per core | ratio |\n|---|---:|---:|---:|")
     for name in ("reference", "ours"):
         print(f"| {name} | {best[name]:.2f} | {audio / best[name]:.0f} | "
@@ -201,6 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--only", choices=("predict", "engines"))
     p.add_argument("--run", type=Path, default=None, help="a run folder whose model to use")
+    p.add_argument("--model", default="cnn", help="which of the run's models (one that reads seed43 only)")
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--copies", type=int, default=2, help="sets of the songs in the engines' folder")
     p.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
@@ -210,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     mp3s = mp3_copies(songs, args.cache)
     if args.only in (None, "predict"):
         with tempfile.TemporaryDirectory() as tmp:
-            bench_predict(mp3s, a_model(args.run, Path(tmp)), args.repeat)
+            bench_predict(mp3s, a_model(args.run, Path(tmp)), args.repeat, args.model)
     if args.only in (None, "engines"):
         bench_engines(_distinct_folder(songs + mp3s, args.cache, args.copies), max(1, args.repeat - 1))
     return 0

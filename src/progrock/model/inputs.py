@@ -126,6 +126,12 @@ def song_structure(seed43: np.ndarray, *, frame_rate: float) -> "SongStructure":
     return s
 
 
+def forget_analyses() -> None:
+    """Drop every analysis :func:`song_structure` keeps (a benchmark times them afresh)."""
+    with _analyses_lock:
+        _analyses.clear()
+
+
 def structure_profile_input(seed43: np.ndarray, *, frame_rate: float, snippet_probs: np.ndarray,
                             snippet_starts: np.ndarray, duration: float, **_) -> np.ndarray:
     """The ``structure_profile`` input of one song: descriptors, then the CNN's snippet profile."""
