@@ -30,8 +30,8 @@ plus MP3 copies it writes once) and prints:
 The model is ``--model`` (default ``cnn``) of the run in ``--run`` (a run
 folder) or, by default, an untrained seed CNN saved to a temporary folder: the
 time of a prediction does not depend on the weights, but it does on what the
-run's CNN reads and how many networks it averages (printed). Nothing here asserts a time; the load average is printed with
-each figure.
+run's CNN reads and how many networks it averages (printed). Nothing here
+asserts a time; the load average is printed with each figure.
 """
 
 from __future__ import annotations
